@@ -1,0 +1,1 @@
+"""Algorithms built only from trpo_ng's parts."""

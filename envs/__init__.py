@@ -1,0 +1,1 @@
+"""Custom Gymnasium environments, registered on import."""

@@ -1,0 +1,217 @@
+"""Typed run configuration: a YAML file plus ``key=value`` overrides, validated with clear errors.
+
+Every knob of a run lives here, with its default and where that default comes from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A mistake in a config file or override; its message is one line for the user."""
+
+
+@dataclass
+class PolicyConfig:
+    """Trust-region step (Schulman et al. 2015; damping 0.1 as in OpenAI baselines)."""
+
+    max_kl: float = 0.01
+    cg_iters: int = 10
+    damping: float = 0.1
+    backtrack_coeff: float = 0.8
+    max_backtracks: int = 10
+
+
+@dataclass
+class ValueConfig:
+    """Value-function regression by minibatch Adam (as in sb3-contrib TRPO / Spinning Up)."""
+
+    epochs: int = 10
+    minibatch_size: int = 128
+    lr: float = 1e-3
+
+
+@dataclass
+class RolloutConfig:
+    backend: str = "sync"  # sync: in-process vector env; subprocess: gymnasium AsyncVectorEnv
+    num_envs: int = 4
+    steps_per_env: int = 512
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10_000  # environment steps between deterministic evaluations; 0: only at end
+    episodes: int = 10
+
+
+@dataclass
+class NetworkConfig:
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+
+
+@dataclass
+class Config:
+    env_id: str = "CartPole-v1"
+    agent: str = "trpo"
+    seed: int = 0
+    total_steps: int = 100_000
+    run_name: str = ""  # empty: <config name>-s<seed>-<timestamp>
+    log_dir: str = "runs"
+    gamma: float = 0.99
+    gae_lambda: float = 0.95  # Schulman et al. 2016
+    normalize_advantages: bool = True
+    torch_threads: int = 1
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    value: ValueConfig = field(default_factory=ValueConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+
+
+AGENTS = ("trpo",)
+BACKENDS = ("sync", "subprocess")
+ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML file (or start from the defaults), apply ``a.b=value`` overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {_one_line(e)}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        _set_dotted(raw, key.strip(), yaml.safe_load(text) if text.strip() else "")
+    cfg = _build(Config, raw, prefix="")
+    validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+    node[leaf] = value
+
+
+def _build(cls: type, raw: Any, *, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            guess = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{prefix}{guess[0]}'?)" if guess else ""
+            raise ConfigError(f"unknown config key '{dotted}'{hint}")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            kwargs[key] = _build(kind, value, prefix=f"{dotted}.")
+        else:
+            kwargs[key] = _coerce(value, kind, dotted)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        if not isinstance(value, list):
+            raise ConfigError(
+                f"config key '{key}' expects a list of {item.__name__}, got {value!r}"
+            )
+        return [_coerce(v, item, key) for v in value]
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(kind):
+            if option is type(None) and value is None:
+                return None
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"config key '{key}' expects {kind.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(cfg: Config) -> None:
+    """Range and choice checks; raises ConfigError naming the key."""
+    checks: list[tuple[str, bool, str]] = [
+        ("agent", cfg.agent in AGENTS, f"one of {', '.join(AGENTS)}"),
+        ("env_id", bool(cfg.env_id), "a Gymnasium environment id"),
+        ("total_steps", cfg.total_steps > 0, "> 0"),
+        ("gamma", 0 < cfg.gamma <= 1, "in (0, 1]"),
+        ("gae_lambda", 0 <= cfg.gae_lambda <= 1, "in [0, 1]"),
+        ("torch_threads", cfg.torch_threads >= 1, ">= 1"),
+        ("policy.max_kl", cfg.policy.max_kl > 0, "> 0"),
+        ("policy.cg_iters", cfg.policy.cg_iters >= 1, ">= 1"),
+        ("policy.damping", cfg.policy.damping >= 0, ">= 0"),
+        ("policy.backtrack_coeff", 0 < cfg.policy.backtrack_coeff < 1, "in (0, 1)"),
+        ("policy.max_backtracks", cfg.policy.max_backtracks >= 1, ">= 1"),
+        ("value.epochs", cfg.value.epochs >= 0, ">= 0"),
+        ("value.minibatch_size", cfg.value.minibatch_size >= 1, ">= 1"),
+        ("value.lr", cfg.value.lr > 0, "> 0"),
+        ("rollout.backend", cfg.rollout.backend in BACKENDS, f"one of {', '.join(BACKENDS)}"),
+        ("rollout.num_envs", cfg.rollout.num_envs >= 1, ">= 1"),
+        ("rollout.steps_per_env", cfg.rollout.steps_per_env >= 1, ">= 1"),
+        ("eval.every", cfg.eval.every >= 0, ">= 0"),
+        ("eval.episodes", cfg.eval.episodes >= 1, ">= 1"),
+        ("network.hidden_sizes", all(h >= 1 for h in cfg.network.hidden_sizes), "sizes >= 1"),
+        (
+            "network.activation",
+            cfg.network.activation in ACTIVATIONS,
+            f"one of {', '.join(ACTIVATIONS)}",
+        ),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            value = cfg
+            for part in key.split("."):
+                value = getattr(value, part)
+            raise ConfigError(f"config key '{key}' must be {expected}, got {value!r}")
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())

@@ -1,0 +1,158 @@
+"""Rollout workers: a Gymnasium vector env and an agent in, a Batch of (time, env) arrays out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from gymnasium.wrappers.vector import RecordEpisodeStatistics
+from torch import Tensor
+
+
+class ActOutput(NamedTuple):
+    action: Tensor  # (B,) for Discrete, (B, A) for Box
+    log_prob: Tensor  # (B,)
+    value: Tensor  # (B,)
+
+
+class Actor(Protocol):
+    """What a rollout worker needs from an agent."""
+
+    def act(self, obs_BD: Tensor, deterministic: bool = False) -> ActOutput: ...
+
+    def value(self, obs_BD: Tensor) -> Tensor: ...
+
+
+@dataclass
+class Batch:
+    """One iteration's experience, shaped (T time steps, N envs, ...).
+
+    ``next_values_TN[t]`` is V of the observation after step t (the episode's final observation
+    when step t ended it), so GAE can bootstrap truncated episodes.
+    """
+
+    obs_TND: Tensor
+    act_TN: Tensor  # (T, N) or (T, N, A)
+    logp_TN: Tensor
+    rew_TN: Tensor
+    term_TN: Tensor
+    trunc_TN: Tensor
+    values_TN: Tensor
+    next_values_TN: Tensor
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+
+    @property
+    def num_steps(self) -> int:
+        return self.rew_TN.numel()
+
+
+def make_vector_env(env_id: str, *, num_envs: int, backend: str) -> gym.vector.VectorEnv:
+    """A vector env that autoresets in the same step (final observation in ``info``) and
+    records episode returns and lengths with Gymnasium's own wrapper."""
+    mode = {"sync": "sync", "subprocess": "async"}[backend]
+    envs = gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode=mode,
+        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+    )
+    return RecordEpisodeStatistics(envs)
+
+
+class RolloutWorker:
+    """Steps a vector env with an agent for ``steps_per_env`` steps per call to ``collect``.
+
+    The buffer is allocated once; episodes continue across calls.
+    """
+
+    def __init__(self, envs: gym.vector.VectorEnv, *, steps_per_env: int, seed: int) -> None:
+        self.envs = envs
+        self.T, self.N = steps_per_env, envs.num_envs
+        self._seed = seed
+        self._obs: Tensor | None = None
+        obs_shape = envs.single_observation_space.shape
+        space = envs.single_action_space
+        self._discrete = isinstance(space, gym.spaces.Discrete)
+        if not self._discrete and not isinstance(space, gym.spaces.Box):
+            raise ValueError(f"unsupported action space {space}")
+        act_shape = () if self._discrete else space.shape
+        self._low = None if self._discrete else space.low
+        self._high = None if self._discrete else space.high
+        T, N = self.T, self.N
+        self._buf = Batch(
+            obs_TND=torch.zeros((T, N, *obs_shape)),
+            act_TN=torch.zeros((T, N, *act_shape), dtype=torch.long if self._discrete else None),
+            logp_TN=torch.zeros((T, N)),
+            rew_TN=torch.zeros((T, N)),
+            term_TN=torch.zeros((T, N), dtype=torch.bool),
+            trunc_TN=torch.zeros((T, N), dtype=torch.bool),
+            values_TN=torch.zeros((T, N)),
+            next_values_TN=torch.zeros((T, N)),
+        )
+
+    def _to_env(self, action: Tensor) -> np.ndarray:
+        a = action.numpy()
+        return a if self._discrete else np.clip(a, self._low, self._high)
+
+    @torch.inference_mode()
+    def collect(self, agent: Actor) -> Batch:
+        b = self._buf
+        if self._obs is None:
+            obs, _ = self.envs.reset(seed=self._seed)
+            self._obs = torch.as_tensor(obs, dtype=torch.float32)
+        final_values_TN = torch.zeros((self.T, self.N))
+        returns: list[float] = []
+        lengths: list[int] = []
+        obs = self._obs
+        for t in range(self.T):
+            out = agent.act(obs)
+            b.obs_TND[t] = obs
+            b.act_TN[t] = out.action
+            b.logp_TN[t] = out.log_prob
+            b.values_TN[t] = out.value
+            next_obs, rew, term, trunc, info = self.envs.step(self._to_env(out.action))
+            b.rew_TN[t] = torch.from_numpy(np.asarray(rew, dtype=np.float32))
+            b.term_TN[t] = torch.from_numpy(term)
+            b.trunc_TN[t] = torch.from_numpy(trunc)
+            if trunc.any():  # bootstrap from the true final observation (Pardo et al. 2018)
+                idx = np.flatnonzero(trunc)
+                final = np.stack([info["final_obs"][i] for i in idx])
+                final_values_TN[t, idx] = agent.value(torch.as_tensor(final, dtype=torch.float32))
+            if "episode" in info:
+                done = info["_episode"]
+                returns += info["episode"]["r"][done].tolist()
+                lengths += info["episode"]["l"][done].tolist()
+            obs = torch.as_tensor(next_obs, dtype=torch.float32)
+        self._obs = obs
+        following = torch.cat([b.values_TN[1:], agent.value(obs)[None]])
+        ended = b.term_TN | b.trunc_TN
+        b.next_values_TN.copy_(torch.where(ended, final_values_TN, following))
+        b.episode_returns, b.episode_lengths = returns, lengths
+        return b
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+@torch.inference_mode()
+def evaluate(agent: Actor, env: gym.Env, *, episodes: int, seed: int) -> list[float]:
+    """Returns of ``episodes`` deterministic episodes (the distribution's mode) on ``env``."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            out = agent.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)
+            action = out.action[0].numpy()
+            if isinstance(env.action_space, gym.spaces.Box):
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            obs, rew, term, trunc, _ = env.step(action)
+            total += float(rew)
+            done = term or trunc
+        returns.append(total)
+    return returns

@@ -1,0 +1,180 @@
+"""The training loop: collect -> advantages -> update -> log -> evaluate -> save."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from trpo_ng import __version__
+from trpo_ng.advantages import gae
+from trpo_ng.checkpoint import save_model
+from trpo_ng.config import Config, ConfigError, config_to_dict, dump_config
+from trpo_ng.logging import Logger
+from trpo_ng.rollout import Actor, Batch, RolloutWorker, evaluate, make_vector_env
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.yaml"
+EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never reuse a training seed
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    steps: int
+    eval_history: list[tuple[int, float]]  # (env steps, deterministic eval mean return)
+
+    @property
+    def final_eval(self) -> float:
+        return self.eval_history[-1][1]
+
+
+class Stats(Protocol):
+    def scalars(self) -> dict[str, float]: ...
+
+
+class Agent(Actor, Protocol):
+    """All the trainer knows of an agent."""
+
+    def update(self, batch: Batch, adv_TN: torch.Tensor, ret_TN: torch.Tensor) -> Stats: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def make_agent(cfg: Config, observation_space: gym.Space, action_space: gym.Space) -> Agent:
+    """Build the agent named by ``cfg.agent`` from its config sections."""
+    from agents.trpo import TRPOAgent
+
+    if cfg.agent != "trpo":
+        raise ConfigError(f"config key 'agent' must be trpo, got {cfg.agent!r}")
+    return TRPOAgent(
+        observation_space,
+        action_space,
+        hidden_sizes=cfg.network.hidden_sizes,
+        activation=cfg.network.activation,
+        max_kl=cfg.policy.max_kl,
+        damping=cfg.policy.damping,
+        cg_iters=cfg.policy.cg_iters,
+        backtrack_coeff=cfg.policy.backtrack_coeff,
+        max_backtracks=cfg.policy.max_backtracks,
+        value_epochs=cfg.value.epochs,
+        value_minibatch_size=cfg.value.minibatch_size,
+        value_lr=cfg.value.lr,
+        normalize_advantages=cfg.normalize_advantages,
+    )
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_run_dir(cfg: Config, config_name: str) -> Path:
+    """A fresh directory under ``log_dir``; never reuses one that already holds files."""
+    name = cfg.run_name or f"{config_name}-s{cfg.seed}-{datetime.now():%Y%m%d-%H%M%S-%f}"
+    run_dir = Path(cfg.log_dir) / name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"run directory {run_dir} already holds files; choose another run_name")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create run directory {run_dir}: {e.strerror}") from None
+    return run_dir
+
+
+@contextmanager
+def _env_id_errors(env_id: str) -> Iterator[None]:
+    """Gymnasium's errors for a bad env id become one-line config errors."""
+    try:
+        yield
+    except gym.error.Error as e:
+        raise ConfigError(f"config key 'env_id': cannot make {env_id!r}: {e}") from None
+
+
+def train(cfg: Config, *, config_name: str = "run", quiet: bool = False) -> TrainResult:
+    """Train ``cfg.agent`` on ``cfg.env_id`` for ``cfg.total_steps`` environment steps."""
+    torch.set_num_threads(cfg.torch_threads)
+    seed_everything(cfg.seed)
+    with _env_id_errors(cfg.env_id):
+        envs = make_vector_env(
+            cfg.env_id, num_envs=cfg.rollout.num_envs, backend=cfg.rollout.backend
+        )
+        eval_env = gym.make(cfg.env_id)
+    agent = make_agent(cfg, envs.single_observation_space, envs.single_action_space)
+    worker = RolloutWorker(envs, steps_per_env=cfg.rollout.steps_per_env, seed=cfg.seed)
+    run_dir = make_run_dir(cfg, config_name)
+    (run_dir / CONFIG_FILE).write_text(dump_config(cfg))
+    logger = Logger(run_dir, stream=None if quiet else sys.stdout)
+    logger.text("config", "```yaml\n" + dump_config(cfg) + "```")
+
+    def run_eval(step: int) -> float:
+        returns = evaluate(
+            agent, eval_env, episodes=cfg.eval.episodes, seed=cfg.seed + EVAL_SEED_OFFSET
+        )
+        mean = float(np.mean(returns))
+        logger.scalars({"eval/return_mean": mean, "eval/return_std": float(np.std(returns))}, step)
+        history.append((step, mean))
+        return mean
+
+    history: list[tuple[int, float]] = []
+    steps, next_eval, start = 0, cfg.eval.every, time.perf_counter()
+    try:
+        while steps < cfg.total_steps:
+            t0 = time.perf_counter()
+            batch = worker.collect(agent)
+            t1 = time.perf_counter()
+            adv, ret = gae(
+                batch.rew_TN.numpy(),
+                batch.values_TN.numpy(),
+                batch.next_values_TN.numpy(),
+                batch.term_TN.numpy(),
+                batch.trunc_TN.numpy(),
+                gamma=cfg.gamma,
+                lam=cfg.gae_lambda,
+            )
+            stats = agent.update(batch, torch.from_numpy(adv), torch.from_numpy(ret))
+            t2 = time.perf_counter()
+            steps += batch.num_steps
+            scalars = {f"train/{k}": v for k, v in stats.scalars().items()}
+            if batch.episode_returns:
+                scalars["rollout/ep_return"] = float(np.mean(batch.episode_returns))
+                scalars["rollout/ep_length"] = float(np.mean(batch.episode_lengths))
+            scalars["time/steps_per_second"] = steps / (time.perf_counter() - start)
+            scalars["time/collect_s"] = t1 - t0
+            scalars["time/update_s"] = t2 - t1
+            logger.scalars(scalars, steps)
+            shown = {
+                "return": scalars.get("rollout/ep_return", float("nan")),
+                "kl": stats.policy.kl,
+                "steps/s": scalars["time/steps_per_second"],
+            }
+            if next_eval and steps >= next_eval:
+                shown["eval"] = run_eval(steps)
+                while next_eval <= steps:
+                    next_eval += cfg.eval.every
+            logger.progress(steps, cfg.total_steps, shown)
+        if not history or history[-1][0] != steps:
+            run_eval(steps)
+        save_model(
+            run_dir / MODEL_FILE,
+            agent.state_dict(),
+            {"version": __version__, "steps": steps, "config": config_to_dict(cfg)},
+        )
+    finally:
+        logger.close()
+        worker.close()
+        eval_env.close()
+    return TrainResult(run_dir=run_dir, steps=steps, eval_history=history)
