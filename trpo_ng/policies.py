@@ -83,7 +83,9 @@ class MLPPolicy(nn.Module):
         out = self.net(obs_BD.flatten(1))
         if self.log_std is None:
             return Categorical(out)
-        return DiagGaussian(out, self.log_std)
+        # clone: a distribution must not alias a parameter, or an "old" policy kept for the
+        # KL would move with the update
+        return DiagGaussian(out, self.log_std.clone())
 
 
 class MLPValue(nn.Module):

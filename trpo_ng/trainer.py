@@ -105,7 +105,7 @@ def _env_id_errors(env_id: str) -> Iterator[None]:
 
 
 def train(cfg: Config, *, config_name: str = "run", quiet: bool = False) -> TrainResult:
-    """Train ``cfg.agent`` on ``cfg.env_id`` for ``cfg.total_steps`` environment steps."""
+    """Train ``cfg.agent`` on ``cfg.env_id`` for whole batches within ``cfg.total_steps``."""
     torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     with _env_id_errors(cfg.env_id):
@@ -132,7 +132,8 @@ def train(cfg: Config, *, config_name: str = "run", quiet: bool = False) -> Trai
     history: list[tuple[int, float]] = []
     steps, next_eval, start = 0, cfg.eval.every, time.perf_counter()
     try:
-        while steps < cfg.total_steps:
+        batch_steps = cfg.rollout.num_envs * cfg.rollout.steps_per_env
+        for _ in range(max(1, cfg.total_steps // batch_steps)):  # never past the budget
             t0 = time.perf_counter()
             batch = worker.collect(agent)
             t1 = time.perf_counter()

@@ -1,0 +1,85 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trpo_ng.config import Config, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cartpole_yaml_spells_out_the_defaults():
+    assert load_config(ROOT / "configs" / "cartpole.yaml") == Config()
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_config(
+        None, ["policy.max_kl=0.02", "network.hidden_sizes=[32, 16]", "seed=7", "gamma=1"]
+    )
+    assert cfg.policy.max_kl == 0.02
+    assert cfg.network.hidden_sizes == [32, 16]
+    assert cfg.seed == 7 and cfg.gamma == 1.0 and isinstance(cfg.gamma, float)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["policy.maxkl=0.1"], "unknown config key 'policy.maxkl' (did you mean 'policy.max_kl'?)"),
+        (["seed=abc"], "config key 'seed' expects int, got str 'abc'"),
+        (["normalize_advantages=3"], "config key 'normalize_advantages' expects bool"),
+        (["policy.max_kl=0"], "config key 'policy.max_kl' must be > 0"),
+        (["gamma=1.5"], "config key 'gamma' must be in (0, 1]"),
+        (["network.hidden_sizes=[64, -1]"], "config key 'network.hidden_sizes' must be sizes"),
+        (["rollout.backend=threads"], "config key 'rollout.backend' must be one of"),
+        (["policy=3"], "policy must be a mapping"),
+        (["nonsense"], "is not of the form key=value"),
+    ],
+)
+def test_bad_values_are_one_clear_error(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert message in str(info.value)
+
+
+def run_cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "trpo_ng.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key"),
+    [
+        ("env_id: CartPole-v1\npolicy:\n  max_kll: 0.01\n", "policy.max_kll"),
+        ("seed: zero\n", "seed"),
+    ],
+)
+def test_cli_bad_config_exits_2_with_one_line_naming_the_key(tmp_path, yaml_text, key):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml_text)
+    proc = run_cli("train", str(cfg), cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert f"'{key}'" in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_unknown_env_id_exits_2(tmp_path):
+    proc = run_cli("train", "env_id=NoSuchEnv-v9", f"log_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "NoSuchEnv-v9" in proc.stderr
+
+
+def test_existing_run_directory_is_never_overwritten(tmp_path):
+    run = tmp_path / "mine"
+    run.mkdir()
+    (run / "notes.txt").write_text("keep me")
+    proc = run_cli("train", f"log_dir={tmp_path}", "run_name=mine", cwd=tmp_path)
+    assert proc.returncode == 2 and "already holds files" in proc.stderr
+    assert (run / "notes.txt").read_text() == "keep me"

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import torch
+
+from agents.trpo import TRPOAgent
+from trpo_ng.rollout import RolloutWorker, evaluate, make_vector_env
+
+
+def collect(backend, *, seed=3, iterations=2, env_id="CartPole-v1", num_envs=2, steps=64):
+    torch.manual_seed(seed)
+    envs = make_vector_env(env_id, num_envs=num_envs, backend=backend)
+    agent = TRPOAgent(envs.single_observation_space, envs.single_action_space)
+    worker = RolloutWorker(envs, steps_per_env=steps, seed=seed)
+    batches = []
+    for _ in range(iterations):
+        b = worker.collect(agent)
+        batches.append(
+            {k: v.clone() if isinstance(v, torch.Tensor) else list(v) for k, v in vars(b).items()}
+        )
+    worker.close()
+    return agent, batches
+
+
+def test_batch_shapes_and_episode_statistics():
+    _, (b, _) = collect("sync", steps=300)
+    T, N = 300, 2
+    assert b["obs_TND"].shape == (T, N, 4)
+    assert b["act_TN"].shape == (T, N) and b["act_TN"].dtype == torch.long
+    for key in ("logp_TN", "rew_TN", "values_TN", "next_values_TN", "term_TN", "trunc_TN"):
+        assert b[key].shape == (T, N)
+    # CartPole: a random-ish policy ends episodes well inside 300 steps, +1 reward per step
+    assert len(b["episode_returns"]) >= 2
+    assert b["episode_returns"] == [float(n) for n in b["episode_lengths"]]
+    assert int(b["term_TN"].sum()) == len(b["episode_returns"])
+
+
+def test_next_values_follow_the_rollout_and_stop_at_terminations():
+    agent, (b, _) = collect("sync", steps=200)
+    ended = b["term_TN"] | b["trunc_TN"]
+    following = b["values_TN"][1:]
+    assert torch.equal(b["next_values_TN"][:-1][~ended[:-1]], following[~ended[:-1]])
+    assert torch.all(b["next_values_TN"][b["term_TN"]] == 0)
+
+
+def test_truncated_steps_bootstrap_from_the_final_observation():
+    torch.manual_seed(0)
+    envs = make_vector_env("Pendulum-v1", num_envs=2, backend="sync")  # truncates at 200 steps
+    agent = TRPOAgent(envs.single_observation_space, envs.single_action_space)
+    b = RolloutWorker(envs, steps_per_env=201, seed=0).collect(agent)
+    assert b.trunc_TN[199].all() and not b.trunc_TN[:199].any()
+    # the value of the final observation, not of the reset observation that followed
+    assert not torch.allclose(b.next_values_TN[199], b.values_TN[200])
+    assert torch.all(b.next_values_TN[199] != 0)
+    assert b.act_TN.shape == (201, 2, 1)
+
+
+def test_sync_and_subprocess_backends_give_identical_batches():
+    _, sync = collect("sync")
+    _, sub = collect("subprocess")
+    for a, b in zip(sync, sub, strict=True):
+        for key in a:
+            if isinstance(a[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+            else:
+                assert a[key] == b[key], key
+
+
+def test_same_seed_same_batches_other_seed_differs():
+    _, first = collect("sync", seed=5)
+    _, again = collect("sync", seed=5)
+    _, other = collect("sync", seed=6)
+    assert torch.equal(first[1]["obs_TND"], again[1]["obs_TND"])
+    assert not torch.equal(first[1]["obs_TND"], other[1]["obs_TND"])
+
+
+def test_evaluate_is_deterministic():
+    import gymnasium as gym
+
+    torch.manual_seed(0)
+    env = gym.make("CartPole-v1")
+    agent = TRPOAgent(env.observation_space, env.action_space)
+    a = evaluate(agent, env, episodes=3, seed=11)
+    b = evaluate(agent, env, episodes=3, seed=11)
+    assert a == b and len(a) == 3
+    assert np.all(np.array(a) >= 1)
+
+
+def test_unsupported_action_space_is_a_clear_error():
+    import gymnasium as gym
+
+    from trpo_ng.policies import MLPPolicy
+
+    obs = gym.spaces.Box(-1, 1, (3,))
+    with pytest.raises(ValueError, match="unsupported action space"):
+        MLPPolicy(obs, gym.spaces.MultiBinary(3))
