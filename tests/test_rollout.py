@@ -35,7 +35,7 @@ def test_batch_shapes_and_episode_statistics():
 
 
 def test_next_values_follow_the_rollout_and_stop_at_terminations():
-    agent, (b, _) = collect("sync", steps=200)
+    _, (b, _) = collect("sync", steps=200)
     ended = b["term_TN"] | b["trunc_TN"]
     following = b["values_TN"][1:]
     assert torch.equal(b["next_values_TN"][:-1][~ended[:-1]], following[~ended[:-1]])
