@@ -1,1 +1,52 @@
-"""Algorithms built only from trpo_ng's parts."""
+"""Algorithms built only from trpo_ng's parts, chosen by the config's ``agent`` key."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from agents.actor_critic import ActorCriticAgent
+from agents.npg import NPGAgent
+from agents.trpo import TRPOAgent
+from agents.vpg import VPGAgent
+from trpo_ng.config import Config
+
+
+def make_agent(
+    cfg: Config, observation_space: gym.Space, action_space: gym.Space
+) -> ActorCriticAgent:
+    """The agent named by ``cfg.agent``, built from the config's sections."""
+    common = dict(
+        hidden_sizes=cfg.network.hidden_sizes,
+        activation=cfg.network.activation,
+        value_epochs=cfg.value.epochs,
+        value_minibatch_size=cfg.value.minibatch_size,
+        value_lr=cfg.value.lr,
+        normalize_advantages=cfg.normalize_advantages,
+    )
+    p = cfg.policy
+    if cfg.agent == "vpg":
+        return VPGAgent(observation_space, action_space, lr=p.lr, **common)
+    if cfg.agent == "npg":
+        return NPGAgent(
+            observation_space,
+            action_space,
+            max_kl=p.max_kl,
+            damping=p.damping,
+            cg_iters=p.cg_iters,
+            **common,
+        )
+    if cfg.agent == "trpo":
+        return TRPOAgent(
+            observation_space,
+            action_space,
+            max_kl=p.max_kl,
+            damping=p.damping,
+            cg_iters=p.cg_iters,
+            backtrack_coeff=p.backtrack_coeff,
+            max_backtracks=p.max_backtracks,
+            **common,
+        )
+    raise ValueError(f"unknown agent {cfg.agent!r}")
+
+
+__all__ = ["ActorCriticAgent", "NPGAgent", "TRPOAgent", "VPGAgent", "make_agent"]

@@ -1,151 +1,37 @@
-"""TRPO (Schulman et al. 2015) built from trpo_ng's parts.
-
-Policy: one KL-constrained natural-gradient step per batch via TrustRegionUpdater.
-Value function: minibatch Adam regression onto the GAE lambda-returns.
-"""
+"""TRPO (Schulman et al. 2015): the natural gradient, scaled to the trust region, line-searched."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
-import torch
-from torch import Tensor
-from torch.distributions import kl_divergence
 
-from trpo_ng.natural_gradient import TrustRegionUpdater, UpdateStats
-from trpo_ng.policies import MLPPolicy, MLPValue
-from trpo_ng.rollout import ActOutput, Batch
+from agents.actor_critic import ActorCriticAgent
+from trpo_ng.natural_gradient import Hyper, TrustRegionUpdater
 
 
-@dataclass(frozen=True)
-class TRPOStats:
-    policy: UpdateStats
-    value_loss: float
-    explained_variance: float
-    entropy: float
-
-    def scalars(self) -> dict[str, float]:
-        """Values to log, by TensorBoard tag within the train/ group."""
-        p = self.policy
-        return {
-            "kl": p.kl,
-            "surrogate_improvement": p.improvement,
-            "expected_improvement": p.expected_improvement,
-            "line_search_backtracks": float(p.backtracks),
-            "line_search_accepted": float(p.accepted),
-            "cg_residual": p.cg_residual,
-            "grad_norm": p.grad_norm,
-            "value_loss": self.value_loss,
-            "explained_variance": self.explained_variance,
-            "entropy": self.entropy,
-        }
-
-
-class TRPOAgent:
-    def __init__(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        *,
-        hidden_sizes: Sequence[int] = (64, 64),
-        activation: str = "tanh",
-        max_kl: float = 0.01,
-        damping: float = 0.1,
-        cg_iters: int = 10,
-        backtrack_coeff: float = 0.8,
-        max_backtracks: int = 10,
-        value_epochs: int = 10,
-        value_minibatch_size: int = 128,
-        value_lr: float = 1e-3,
-        normalize_advantages: bool = True,
-    ) -> None:
-        self.policy = MLPPolicy(
-            observation_space, action_space, hidden_sizes=hidden_sizes, activation=activation
-        )
-        self.value_fn = MLPValue(
-            observation_space, hidden_sizes=hidden_sizes, activation=activation
-        )
-        self.updater = TrustRegionUpdater(
-            self.policy.parameters(),
+def TRPOAgent(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    max_kl: Hyper = 0.01,
+    damping: Hyper = 0.1,
+    cg_iters: int = 10,
+    backtrack_coeff: float = 0.8,
+    max_backtracks: int = 10,
+    **common: Any,
+) -> ActorCriticAgent:
+    """``common``: the network and value-function keywords of ``ActorCriticAgent``."""
+    return ActorCriticAgent(
+        observation_space,
+        action_space,
+        make_updater=lambda params: TrustRegionUpdater(
+            params,
             max_kl=max_kl,
             damping=damping,
             cg_iters=cg_iters,
             backtrack_coeff=backtrack_coeff,
             max_backtracks=max_backtracks,
-        )
-        self.value_optimizer = torch.optim.Adam(self.value_fn.parameters(), lr=value_lr)
-        self.value_epochs = value_epochs
-        self.value_minibatch_size = value_minibatch_size
-        self.normalize_advantages = normalize_advantages
-
-    # ------------------------------------------------------------------ acting
-
-    @torch.inference_mode()
-    def act(self, obs_BD: Tensor, deterministic: bool = False) -> ActOutput:
-        dist = self.policy(obs_BD)
-        action = dist.mode if deterministic else dist.sample()
-        return ActOutput(action, dist.log_prob(action), self.value_fn(obs_BD))
-
-    @torch.inference_mode()
-    def value(self, obs_BD: Tensor) -> Tensor:
-        return self.value_fn(obs_BD)
-
-    # ------------------------------------------------------------------ learning
-
-    def update(self, batch: Batch, adv_TN: Tensor, ret_TN: Tensor) -> TRPOStats:
-        obs_BD = batch.obs_TND.flatten(0, 1)
-        act_B = batch.act_TN.flatten(0, 1)
-        adv_B = adv_TN.flatten()
-        if self.normalize_advantages:
-            adv_B = (adv_B - adv_B.mean()) / (adv_B.std() + 1e-8)
-        with torch.no_grad():
-            old = self.policy(obs_BD)
-            logp_old_B = old.log_prob(act_B)
-
-        def closure() -> tuple[Tensor, Tensor]:
-            new = self.policy(obs_BD)
-            ratio_B = (new.log_prob(act_B) - logp_old_B).exp()
-            return -(ratio_B * adv_B).mean(), kl_divergence(old, new).mean()
-
-        policy_stats = self.updater.step(closure)
-        ret_B = ret_TN.flatten()
-        values_B = batch.values_TN.flatten()
-        value_loss = self._fit_value(obs_BD, ret_B)
-        return TRPOStats(
-            policy=policy_stats,
-            value_loss=value_loss,
-            explained_variance=explained_variance(values_B, ret_B),
-            entropy=float(old.entropy().mean()),
-        )
-
-    def _fit_value(self, obs_BD: Tensor, ret_B: Tensor) -> float:
-        """Minibatch Adam on 0.5 (V(s) - R)^2; returns the mean loss of the last epoch."""
-        n = ret_B.numel()
-        losses: list[float] = []
-        for _ in range(self.value_epochs):
-            losses = []
-            for idx in torch.randperm(n).split(self.value_minibatch_size):
-                loss = 0.5 * (self.value_fn(obs_BD[idx]) - ret_B[idx]).square().mean()
-                self.value_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.value_optimizer.step()
-                losses.append(loss.item())
-        return sum(losses) / max(len(losses), 1)
-
-    # ------------------------------------------------------------------ state
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "value": self.value_fn.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.value_fn.load_state_dict(state["value"])
-
-
-def explained_variance(pred_B: Tensor, target_B: Tensor) -> float:
-    """1 - Var(target - pred) / Var(target); 1 is perfect, <= 0 is no better than a constant."""
-    var = target_B.var()
-    return float("nan") if var == 0 else float(1 - (target_B - pred_B).var() / var)
+        ),
+        **common,
+    )

@@ -22,8 +22,12 @@ class ConfigError(ValueError):
 
 @dataclass
 class PolicyConfig:
-    """Trust-region step (Schulman et al. 2015; damping 0.1 as in OpenAI baselines)."""
+    """Policy step (Schulman et al. 2015; damping 0.1 as in OpenAI baselines).
 
+    ``lr`` is VPG's plain-gradient step size; NPG and TRPO use ``max_kl`` instead.
+    """
+
+    lr: float = 0.05
     max_kl: float = 0.01
     cg_iters: int = 10
     damping: float = 0.1
@@ -78,7 +82,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
 
-AGENTS = ("trpo",)
+AGENTS = ("trpo", "npg", "vpg")
 BACKENDS = ("sync", "subprocess")
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
 
@@ -185,6 +189,7 @@ def validate(cfg: Config) -> None:
         ("gamma", 0 < cfg.gamma <= 1, "in (0, 1]"),
         ("gae_lambda", 0 <= cfg.gae_lambda <= 1, "in [0, 1]"),
         ("torch_threads", cfg.torch_threads >= 1, ">= 1"),
+        ("policy.lr", cfg.policy.lr > 0, "> 0"),
         ("policy.max_kl", cfg.policy.max_kl > 0, "> 0"),
         ("policy.cg_iters", cfg.policy.cg_iters >= 1, ">= 1"),
         ("policy.damping", cfg.policy.damping >= 0, ">= 0"),

@@ -107,7 +107,7 @@ def fisher_vector_product(kl: Tensor, params: list[Tensor], *, damping: float) -
 
 
 @dataclass(frozen=True)
-class LineSearchResult:
+class StepResult:
     accepted: bool
     fraction: float  # of the full step that was kept (0.0 when rejected)
     backtracks: int  # shrinkings tried before acceptance (max_backtracks when rejected)
@@ -125,7 +125,7 @@ def line_search(
     max_kl: float,
     backtrack_coeff: float,
     max_backtracks: int,
-) -> LineSearchResult:
+) -> StepResult:
     """Backtracking line search along ``full_step`` [TRPO, sec. 6].
 
     Tries old + coeff^k * full_step for k = 0 .. max_backtracks - 1 and keeps the first point
@@ -140,88 +140,137 @@ def line_search(
         loss, kl = closure()
         loss_f, kl_f = float(loss), float(kl)
         if kl_f <= max_kl and loss_f < loss_before:
-            return LineSearchResult(True, fraction, k, loss_f, kl_f)
+            return StepResult(True, fraction, k, loss_f, kl_f)
     for p, s in zip(params, saved, strict=True):
         p.copy_(s)
-    return LineSearchResult(False, 0.0, max_backtracks, loss_before, 0.0)
+    return StepResult(False, 0.0, max_backtracks, loss_before, 0.0)
 
 
-# --------------------------------------------------------------------------- the updater
+@torch.no_grad()
+def take_step(closure: Closure, params: list[Tensor], step: Tensor) -> StepResult:
+    """Apply ``step`` unconditionally and measure where it landed."""
+    set_flat_params(params, flat_params(params) + step)
+    loss, kl = closure()
+    return StepResult(True, 1.0, 0, float(loss), float(kl))
+
+
+# --------------------------------------------------------------------------- the updaters
+
+Hyper = float | Callable[[int], float]
+"""A hyper-parameter: a constant, or a schedule mapping the update count (0, 1, ...) to a value."""
+
+METRICS = ("identity", "fisher")
+STEP_RULES = ("learning_rate", "fixed_kl", "line_search")
 
 
 @dataclass(frozen=True)
 class UpdateStats:
-    """What one trust-region step did; the caller decides what to log."""
+    """What one policy step did; the caller decides what to log."""
 
     loss_before: float
     loss_after: float
-    improvement: float  # loss_before - loss_after (>= 0)
+    improvement: float  # loss_before - loss_after
     expected_improvement: float  # first-order prediction for the full step: -g . step
-    kl: float  # KL(old || new) after the step
+    kl: float  # KL(old || new) at the parameters left in place
     accepted: bool
     backtracks: int
-    step_fraction: float
-    cg_residual: float
+    step_fraction: float  # of the full step that was applied
+    cg_residual: float  # 0.0 under the identity metric
     grad_norm: float
 
 
-class TrustRegionUpdater:
-    """TRPO's policy step: natural gradient by CG, scaled to the trust region, line-searched.
+class PolicyUpdater:
+    """One policy step: a search direction from a metric, scaled by a step rule.
 
-    Use like a ``torch.optim`` optimiser with a closure that returns ``(loss, kl)``::
+    The family the natural gradient unifies (Kakade 2001; Schulman et al. 2015, sec. 7):
 
-        updater = TrustRegionUpdater(policy.parameters(), max_kl=0.01)
-        stats = updater.step(closure)
+    ================  ==========  ============  ===============================================
+    algorithm         metric      step rule     step
+    ================  ==========  ============  ===============================================
+    VPG               identity    learning_rate -lr * g
+    NPG               fisher      fixed_kl      sqrt(2 delta / d^T F d) * d,  d = -F^-1 g (CG)
+    TRPO              fisher      line_search   the NPG step, shrunk until KL <= delta and the
+                                                surrogate improves, else no step at all
+    ================  ==========  ============  ===============================================
 
-    Defaults follow [TRPO] (max_kl 0.01, CG 10 iterations, backtracking by 0.8, damping 0.1 as
-    in OpenAI baselines / Spinning Up).
+    Any metric pairs with any step rule. ``closure()`` returns (loss, mean KL(old || new)) for
+    the current parameters; it is re-evaluated after the step. Hyper-parameters accept a
+    constant or a schedule of the update count.
     """
 
     def __init__(
         self,
         params: Iterable[Tensor],
         *,
-        max_kl: float = 0.01,
-        damping: float = 0.1,
+        metric: str,
+        step_rule: str,
+        lr: Hyper = 0.01,
+        max_kl: Hyper = 0.01,
+        damping: Hyper = 0.1,
         cg_iters: int = 10,
         backtrack_coeff: float = 0.8,
         max_backtracks: int = 10,
     ) -> None:
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
-            raise ValueError("TrustRegionUpdater got no parameters that require grad")
-        if max_kl <= 0:
-            raise ValueError(f"max_kl must be > 0, got {max_kl}")
-        if damping < 0:
+            raise ValueError(f"{type(self).__name__} got no parameters that require grad")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        if step_rule not in STEP_RULES:
+            raise ValueError(f"step_rule must be one of {STEP_RULES}, got {step_rule!r}")
+        for name, value in (("lr", lr), ("max_kl", max_kl)):
+            if not callable(value) and value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if not callable(damping) and damping < 0:
             raise ValueError(f"damping must be >= 0, got {damping}")
         if cg_iters < 1 or max_backtracks < 1:
             raise ValueError("cg_iters and max_backtracks must be >= 1")
         if not 0 < backtrack_coeff < 1:
             raise ValueError(f"backtrack_coeff must be in (0, 1), got {backtrack_coeff}")
-        self.max_kl = max_kl
-        self.damping = damping
+        self.metric, self.step_rule = metric, step_rule
+        self.lr, self.max_kl, self.damping = lr, max_kl, damping
         self.cg_iters = cg_iters
         self.backtrack_coeff = backtrack_coeff
         self.max_backtracks = max_backtracks
+        self.num_updates = 0
+
+    def hyper(self, value: Hyper) -> float:
+        """A hyper-parameter's value at the current update count."""
+        return float(value(self.num_updates)) if callable(value) else float(value)
 
     def step(self, closure: Closure) -> UpdateStats:
+        max_kl, damping = self.hyper(self.max_kl), self.hyper(self.damping)
         with torch.enable_grad():
             loss, kl = closure()
             g = flat_grad(loss, self.params, retain_graph=True)
-            Fvp = fisher_vector_product(kl, self.params, damping=self.damping)
-            direction, residual = conjugate_gradient(Fvp, -g, iters=self.cg_iters)
-            sFs = torch.dot(direction, Fvp(direction))
-        full_step = torch.sqrt(2 * self.max_kl / sFs.clamp_min(1e-12)) * direction
+            residual = 0.0
+            if self.metric == "identity" and self.step_rule == "learning_rate":
+                Fvp = None  # VPG needs no curvature at all
+            else:
+                Fvp = fisher_vector_product(kl, self.params, damping=damping)
+            if self.metric == "fisher":
+                direction, residual = conjugate_gradient(Fvp, -g, iters=self.cg_iters)
+            else:
+                direction = -g
+            if self.step_rule == "learning_rate":
+                full_step = self.hyper(self.lr) * direction
+            else:  # the step whose quadratic KL model equals max_kl: 0.5 s^T F s = delta
+                dFd = torch.dot(direction, Fvp(direction)).clamp_min(1e-12)
+                full_step = torch.sqrt(2 * max_kl / dFd) * direction
         loss_before = float(loss.detach())
-        result = line_search(
-            closure,
-            self.params,
-            full_step,
-            loss_before=loss_before,
-            max_kl=self.max_kl,
-            backtrack_coeff=self.backtrack_coeff,
-            max_backtracks=self.max_backtracks,
-        )
+        if self.step_rule == "line_search":
+            result = line_search(
+                closure,
+                self.params,
+                full_step,
+                loss_before=loss_before,
+                max_kl=max_kl,
+                backtrack_coeff=self.backtrack_coeff,
+                max_backtracks=self.max_backtracks,
+            )
+        else:
+            result = take_step(closure, self.params, full_step)
+        self.num_updates += 1
         return UpdateStats(
             loss_before=loss_before,
             loss_after=result.loss,
@@ -233,4 +282,73 @@ class TrustRegionUpdater:
             step_fraction=result.fraction,
             cg_residual=residual,
             grad_norm=float(g.norm()),
+        )
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"num_updates": torch.tensor(self.num_updates)}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.num_updates = int(state["num_updates"])
+
+
+class VanillaPolicyGradientUpdater(PolicyUpdater):
+    """VPG: the plain gradient step -lr * g (Williams 1992; Sutton et al. 2000)."""
+
+    def __init__(self, params: Iterable[Tensor], *, lr: Hyper = 0.01) -> None:
+        super().__init__(params, metric="identity", step_rule="learning_rate", lr=lr)
+
+
+class NaturalPolicyGradientUpdater(PolicyUpdater):
+    """NPG: the natural gradient scaled to a fixed KL, no line search (Kakade 2001;
+    Rajeswaran et al. 2017, "Towards Generalization and Simplicity in Continuous Control")."""
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        *,
+        max_kl: Hyper = 0.01,
+        damping: Hyper = 0.1,
+        cg_iters: int = 10,
+    ) -> None:
+        super().__init__(
+            params,
+            metric="fisher",
+            step_rule="fixed_kl",
+            max_kl=max_kl,
+            damping=damping,
+            cg_iters=cg_iters,
+        )
+
+
+class TrustRegionUpdater(PolicyUpdater):
+    """TRPO's step: natural gradient by CG, scaled to the trust region, line-searched [TRPO].
+
+    Use like a ``torch.optim`` optimiser with a closure that returns ``(loss, kl)``::
+
+        updater = TrustRegionUpdater(policy.parameters(), max_kl=0.01)
+        stats = updater.step(closure)
+
+    Defaults follow [TRPO] (max_kl 0.01, 10 CG iterations, backtracking by 0.8) with damping
+    0.1 as in OpenAI baselines.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        *,
+        max_kl: Hyper = 0.01,
+        damping: Hyper = 0.1,
+        cg_iters: int = 10,
+        backtrack_coeff: float = 0.8,
+        max_backtracks: int = 10,
+    ) -> None:
+        super().__init__(
+            params,
+            metric="fisher",
+            step_rule="line_search",
+            max_kl=max_kl,
+            damping=damping,
+            cg_iters=cg_iters,
+            backtrack_coeff=backtrack_coeff,
+            max_backtracks=max_backtracks,
         )

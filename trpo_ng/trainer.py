@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+import envs  # noqa: F401  (registers the custom environments)
 from trpo_ng import __version__
 from trpo_ng.advantages import gae
 from trpo_ng.checkpoint import save_model
@@ -51,29 +52,6 @@ class Agent(Actor, Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-def make_agent(cfg: Config, observation_space: gym.Space, action_space: gym.Space) -> Agent:
-    """Build the agent named by ``cfg.agent`` from its config sections."""
-    from agents.trpo import TRPOAgent
-
-    if cfg.agent != "trpo":
-        raise ConfigError(f"config key 'agent' must be trpo, got {cfg.agent!r}")
-    return TRPOAgent(
-        observation_space,
-        action_space,
-        hidden_sizes=cfg.network.hidden_sizes,
-        activation=cfg.network.activation,
-        max_kl=cfg.policy.max_kl,
-        damping=cfg.policy.damping,
-        cg_iters=cfg.policy.cg_iters,
-        backtrack_coeff=cfg.policy.backtrack_coeff,
-        max_backtracks=cfg.policy.max_backtracks,
-        value_epochs=cfg.value.epochs,
-        value_minibatch_size=cfg.value.minibatch_size,
-        value_lr=cfg.value.lr,
-        normalize_advantages=cfg.normalize_advantages,
-    )
 
 
 def seed_everything(seed: int) -> None:
@@ -113,7 +91,9 @@ def train(cfg: Config, *, config_name: str = "run", quiet: bool = False) -> Trai
             cfg.env_id, num_envs=cfg.rollout.num_envs, backend=cfg.rollout.backend
         )
         eval_env = gym.make(cfg.env_id)
-    agent = make_agent(cfg, envs.single_observation_space, envs.single_action_space)
+    from agents import make_agent  # agents are built from trpo_ng, so imported late
+
+    agent: Agent = make_agent(cfg, envs.single_observation_space, envs.single_action_space)
     worker = RolloutWorker(envs, steps_per_env=cfg.rollout.steps_per_env, seed=cfg.seed)
     run_dir = make_run_dir(cfg, config_name)
     (run_dir / CONFIG_FILE).write_text(dump_config(cfg))

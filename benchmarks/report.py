@@ -1,0 +1,197 @@
+"""Tables and learning curves from the per-run results that learn.py collects.
+
+A run result is a dict with system, task, config, seed, steps, eval_history [(step, return)],
+final_eval and wall_s (see trpo_runner.py and sb3_runner.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SYSTEMS = ("trpo-ng", "sb3-contrib")  # row and colour order
+BAND = "min–max over seeds"
+
+
+@dataclass(frozen=True)
+class Row:
+    system: str
+    task: str
+    config: str
+    budget: int
+    trained: int  # env steps actually trained (whole batches within the budget)
+    seeds: list[int]
+    finals: list[float]
+    wall_s: float  # mean over seeds
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.finals))
+
+    @property
+    def std(self) -> float:  # over seeds, ddof=0 as in rl-baselines3-zoo's tables
+        return float(np.std(self.finals))
+
+
+def _key(r: dict[str, Any]) -> tuple[str, str, str]:
+    return r["task"], r["system"], r["config"]
+
+
+def _order(key: tuple[str, str, str]) -> tuple[str, int, str]:
+    task, system, config = key
+    return task, SYSTEMS.index(system) if system in SYSTEMS else len(SYSTEMS), config
+
+
+def summarize(results: Iterable[dict[str, Any]], budget: int) -> list[Row]:
+    """One row per (task, system, config), seeds in ascending order."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        groups[_key(r)].append(r)
+    rows = []
+    for key in sorted(groups, key=_order):
+        runs = sorted(groups[key], key=lambda r: r["seed"])
+        task, system, config = key
+        rows.append(
+            Row(
+                system=system,
+                task=task,
+                config=config,
+                budget=budget,
+                trained=max(r["steps"] for r in runs),
+                seeds=[r["seed"] for r in runs],
+                finals=[float(r["final_eval"]) for r in runs],
+                wall_s=float(np.mean([r["wall_s"] for r in runs])),
+            )
+        )
+    return rows
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def write_results_csv(path: Path, rows: list[Row]) -> None:
+    header = ["system", "task", "config", "budget", "trained_steps", "seeds", "mean", "std"]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*header, "per_seed_final", "mean_wall_s"])
+        for r in rows:
+            w.writerow(
+                [
+                    r.system,
+                    r.task,
+                    r.config,
+                    r.budget,
+                    r.trained,
+                    " ".join(map(str, r.seeds)),
+                    _fmt(r.mean),
+                    _fmt(r.std),
+                    " ".join(_fmt(x) for x in r.finals),
+                    _fmt(r.wall_s),
+                ]
+            )
+
+
+def write_results_md(path: Path, rows: list[Row], *, header: str, failures: list[str]) -> None:
+    lines = [
+        header,
+        "",
+        "| system | task | config | budget | trained | seeds | mean | std | per-seed final "
+        "| mean wall (s) |",
+        "|---|---|---|---:|---:|---|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.system} | {r.task} | {r.config} | {r.budget:,} | {r.trained:,} "
+            f"| {' '.join(map(str, r.seeds))} | {_fmt(r.mean)} | {_fmt(r.std)} "
+            f"| {' / '.join(_fmt(x) for x in r.finals)} | {_fmt(r.wall_s)} |"
+        )
+    ratios = _wall_ratios(rows)
+    if ratios:
+        lines += ["", "Mean wall time, trpo-ng / sb3-contrib: " + "; ".join(ratios) + "."]
+    if failures:
+        lines += ["", "Failed runs (see logs/):", "", *(f"- {f}" for f in failures)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _wall_ratios(rows: list[Row]) -> list[str]:
+    out = []
+    for task in dict.fromkeys(r.task for r in rows):
+        ours = [r for r in rows if r.task == task and r.system == "trpo-ng"]
+        ref = [r for r in rows if r.task == task and r.system == "sb3-contrib"]
+        if len(ours) == 1 and len(ref) == 1 and ref[0].wall_s > 0:
+            out.append(f"{task} {ours[0].wall_s / ref[0].wall_s:.2f}")
+    return out
+
+
+def write_curves_csv(path: Path, results: Iterable[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["system", "task", "config", "seed", "step", "return"])
+        for r in sorted(results, key=lambda r: (*_order(_key(r)), r["seed"])):
+            for step, ret in r["eval_history"]:
+                w.writerow([r["system"], r["task"], r["config"], r["seed"], step, _fmt(ret)])
+
+
+def _curve(runs: list[dict[str, Any]]) -> tuple[np.ndarray, ...]:
+    """Steps and the mean, min and max return over the seeds evaluated at each step."""
+    by_step: dict[int, list[float]] = defaultdict(list)
+    for r in runs:
+        for step, ret in r["eval_history"]:
+            by_step[int(step)].append(float(ret))
+    steps = np.array(sorted(by_step))
+    values = [by_step[s] for s in steps]
+    return (
+        steps,
+        np.array([np.mean(v) for v in values]),
+        np.array([min(v) for v in values]),
+        np.array([max(v) for v in values]),
+    )
+
+
+def plot_curves(path: Path, results: list[dict[str, Any]], *, episodes: int) -> None:
+    """One subplot per task: mean eval return over seeds, shaded min–max, per system/config."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
+
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        groups[_key(r)].append(r)
+    tasks = list(dict.fromkeys(k[0] for k in sorted(groups, key=_order)))
+    ncols = min(3, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
+    colours: dict[tuple[str, str], str] = {}
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for key in sorted((k for k in groups if k[0] == task), key=_order):
+            _, system, config = key
+            colour = colours.setdefault((system, config), f"C{len(colours)}")
+            steps, mean, lo, hi = _curve(groups[key])
+            n = len(groups[key])
+            ax.plot(steps, mean, "o-", ms=3, color=colour, label=f"{system} ({config}), n={n}")
+            ax.fill_between(steps, lo, hi, color=colour, alpha=0.2, linewidth=0)
+        ax.set_title(task)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("eval return")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(tasks) :]:
+        ax.set_visible(False)
+    fig.suptitle(
+        f"Deterministic eval return ({episodes} episodes): mean over seeds, shaded {BAND}",
+        fontsize="medium",
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

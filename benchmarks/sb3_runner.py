@@ -1,0 +1,171 @@
+"""Train sb3-contrib TRPO on one env and seed with periodic deterministic evaluation.
+
+Run by ``learn.py --vs-sb3`` with the python of the venv that holds sb3-contrib
+(``benchmarks/.venv-sb3``); it does not import trpo-ng. Prints one JSON line: the eval history
+as (env steps, mean return), the final evaluation and the wall time of the training run.
+
+Hyper-parameters follow rl-baselines3-zoo's ``hyperparams/trpo.yml`` (see ``hyperparams``);
+evaluation mirrors trpo-ng's trainer: after the first update at or past each multiple of
+``--eval-every`` steps and after the last one, ``--eval-episodes`` deterministic episodes on
+a separate env whose VecNormalize statistics are copied from the training env and frozen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sb3_contrib
+import torch
+from sb3_contrib import TRPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
+
+EVAL_SEED_OFFSET = 1_000_000  # as trpo-ng: evaluation never reuses a training seed
+
+# rl-baselines3-zoo trpo.yml, MuJoCo section (Hopper-v4, Walker2d-v4, Ant-v4, ...).
+ZOO_MUJOCO: dict[str, Any] = {
+    "batch_size": 128,
+    "n_steps": 1024,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "sub_sampling_factor": 1,
+    "cg_max_steps": 25,
+    "cg_damping": 0.1,
+    "n_critic_updates": 20,
+    "learning_rate": 1e-3,
+    "target_kl": 0.01,
+}
+MUJOCO_TASKS = (
+    "Ant",
+    "HalfCheetah",
+    "Hopper",
+    "Humanoid",
+    "HumanoidStandup",
+    "InvertedDoublePendulum",
+    "InvertedPendulum",
+    "Pusher",
+    "Reacher",
+    "Swimmer",
+    "Walker2d",
+)
+
+
+@dataclass(frozen=True)
+class HyperParams:
+    name: str  # shown in the results tables
+    n_envs: int
+    normalize: bool  # VecNormalize on observations and rewards
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def hyperparams(env_id: str) -> HyperParams:
+    """Settings for ``env_id``: the zoo's tuned ones where it has them, else its MuJoCo set."""
+    task = env_id.split("-v")[0]
+    if task == "CartPole":  # BENCHMARKS.md reference figure: class defaults, 1 env
+        return HyperParams("class defaults", n_envs=1, normalize=False)
+    if task == "Pendulum":  # zoo, tuned: no normalisation, gSDE
+        kwargs = {"n_steps": 1024, "gamma": 0.9, "n_critic_updates": 15}
+        return HyperParams("zoo", 2, False, {**kwargs, "use_sde": True, "sde_sample_freq": 4})
+    kwargs = dict(ZOO_MUJOCO)
+    if task == "HalfCheetah":
+        kwargs["target_kl"] = 0.04
+    if task == "Swimmer":
+        kwargs["gamma"] = 0.9999
+    name = "zoo" if task in MUJOCO_TASKS else "zoo MuJoCo set (untuned here)"
+    return HyperParams(name, n_envs=2, normalize=True, kwargs=kwargs)
+
+
+class PeriodicEval(BaseCallback):
+    """Evaluates after each update that crosses a multiple of ``every`` steps, and at the end."""
+
+    def __init__(self, eval_env: VecEnv, *, every: int, episodes: int) -> None:
+        super().__init__()
+        self.eval_env, self.every, self.episodes = eval_env, every, episodes
+        self.next_eval = every
+        self.history: list[tuple[int, float]] = []
+
+    def _evaluate(self) -> None:
+        sync_envs_normalization(self.training_env, self.eval_env)  # copies obs_rms, if any
+        returns, _ = evaluate_policy(
+            self.model,
+            self.eval_env,
+            n_eval_episodes=self.episodes,
+            deterministic=True,
+            return_episode_rewards=True,
+        )
+        self.history.append((self.num_timesteps, float(np.mean(returns))))
+
+    def _on_rollout_start(self) -> None:  # the policy has just been updated
+        if self.next_eval and self.num_timesteps >= self.next_eval:
+            self._evaluate()
+            while self.next_eval <= self.num_timesteps:
+                self.next_eval += self.every
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        if not self.history or self.history[-1][0] != self.num_timesteps:
+            self._evaluate()
+
+
+def run(env_id: str, *, steps: int, seed: int, eval_every: int, episodes: int) -> dict[str, Any]:
+    """Train for whole rollouts within ``steps`` (as trpo-ng does) and return the results."""
+    hp = hyperparams(env_id)
+    start = time.perf_counter()
+    env = make_vec_env(env_id, n_envs=hp.n_envs, seed=seed)
+    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + EVAL_SEED_OFFSET)
+    gamma = hp.kwargs.get("gamma", 0.99)
+    if hp.normalize:
+        env = VecNormalize(env, gamma=gamma)
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False, gamma=gamma)
+    model = TRPO("MlpPolicy", env, seed=seed, verbose=0, **hp.kwargs)
+    rollout = model.n_steps * hp.n_envs
+    callback = PeriodicEval(eval_env, every=eval_every, episodes=episodes)
+    model.learn(max(1, steps // rollout) * rollout, callback=callback)
+    wall = time.perf_counter() - start
+    env.close()
+    eval_env.close()
+    return {
+        "system": "sb3-contrib",
+        "task": env_id,
+        "config": hp.name,
+        "seed": seed,
+        "steps": int(model.num_timesteps),
+        "eval_history": callback.history,
+        "final_eval": callback.history[-1][1],
+        "wall_s": round(wall, 2),
+        "version": sb3_contrib.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("env_id")
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=10_000, help="0: only at the end")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    result = run(
+        args.env_id,
+        steps=args.steps,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        episodes=args.eval_episodes,
+    )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
