@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 SYSTEMS = ("trpo-ng", "sb3-contrib")  # row and colour order
+SYSTEM_COLOURS = {"trpo-ng": "C0", "sb3-contrib": "C1"}
 BAND = "min–max over seeds"
 
 
@@ -170,12 +171,17 @@ def plot_curves(path: Path, results: list[dict[str, Any]], *, episodes: int) -> 
     tasks = list(dict.fromkeys(k[0] for k in sorted(groups, key=_order)))
     ncols = min(3, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
-    colours: dict[tuple[str, str], str] = {}
+    size = (max(6.4, 5.2 * ncols), 3.8 * nrows + 0.5)
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
+    extra: dict[tuple[str, str], str] = {}  # colours for a second config of one system
     for ax, task in zip(axes.flat, tasks, strict=False):
+        used: set[str] = set()
         for key in sorted((k for k in groups if k[0] == task), key=_order):
             _, system, config = key
-            colour = colours.setdefault((system, config), f"C{len(colours)}")
+            colour = SYSTEM_COLOURS.get(system, "")
+            if not colour or colour in used:
+                colour = extra.setdefault((system, config), f"C{len(SYSTEMS) + len(extra)}")
+            used.add(colour)
             steps, mean, lo, hi = _curve(groups[key])
             n = len(groups[key])
             ax.plot(steps, mean, "o-", ms=3, color=colour, label=f"{system} ({config}), n={n}")
@@ -189,7 +195,7 @@ def plot_curves(path: Path, results: list[dict[str, Any]], *, episodes: int) -> 
     for ax in list(axes.flat)[len(tasks) :]:
         ax.set_visible(False)
     fig.suptitle(
-        f"Deterministic eval return ({episodes} episodes): mean over seeds, shaded {BAND}",
+        f"Deterministic eval return ({episodes} episodes)\nline: mean over seeds; band: {BAND}",
         fontsize="medium",
     )
     fig.tight_layout()

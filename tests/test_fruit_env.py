@@ -125,14 +125,3 @@ def test_random_policy_scores_about_a_third():
             done = terminated or truncated
         returns.append(total)
     assert 2.5 <= np.mean(returns) <= 4.2
-
-
-def test_trpo_learns_to_classify_fruit(tmp_path):
-    from trpo_ng.config import load_config
-    from trpo_ng.trainer import train
-
-    cfg = load_config(ROOT / "configs" / "fruit.yaml", [f"log_dir={tmp_path}", "run_name=fruit"])
-    result = train(cfg, config_name="fruit", quiet=True)
-    episode_length = gym.make(ENV_ID).unwrapped.episode_length
-    assert result.steps == cfg.total_steps
-    assert result.final_eval >= 0.9 * episode_length, result.eval_history

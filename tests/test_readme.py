@@ -15,6 +15,7 @@ def test_readme_updater_example_runs(tmp_path, capsys):
     (block,) = [b for b in python_blocks() if "TrustRegionUpdater(" in b]
     script = tmp_path / "example.py"
     script.write_text(block)
-    runpy.run_path(str(script), run_name="__main__")
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 5 and all("accepted True" in line for line in lines), lines
+    history = runpy.run_path(str(script), run_name="__main__")["history"]
+    assert len(capsys.readouterr().out.strip().splitlines()) == len(history)
+    # a random labeller gets about 3.3 of 10 fruits right
+    assert history[0] < 4.5 and history[-1] >= 7.0, history

@@ -76,7 +76,7 @@ def conjugate_gradient(
     p = b.clone()
     rr = torch.dot(r, r)
     for _ in range(iters):
-        if rr < tol:
+        if rr <= tol:
             break
         Ap = Avp(p)
         alpha = rr / torch.dot(p, Ap)
@@ -208,6 +208,7 @@ class PolicyUpdater:
         max_kl: Hyper = 0.01,
         damping: Hyper = 0.1,
         cg_iters: int = 10,
+        cg_tol: float = 1e-10,
         backtrack_coeff: float = 0.8,
         max_backtracks: int = 10,
     ) -> None:
@@ -229,7 +230,7 @@ class PolicyUpdater:
             raise ValueError(f"backtrack_coeff must be in (0, 1), got {backtrack_coeff}")
         self.metric, self.step_rule = metric, step_rule
         self.lr, self.max_kl, self.damping = lr, max_kl, damping
-        self.cg_iters = cg_iters
+        self.cg_iters, self.cg_tol = cg_iters, cg_tol
         self.backtrack_coeff = backtrack_coeff
         self.max_backtracks = max_backtracks
         self.num_updates = 0
@@ -249,14 +250,19 @@ class PolicyUpdater:
             else:
                 Fvp = fisher_vector_product(kl, self.params, damping=damping)
             if self.metric == "fisher":
-                direction, residual = conjugate_gradient(Fvp, -g, iters=self.cg_iters)
+                direction, residual = conjugate_gradient(
+                    Fvp, -g, iters=self.cg_iters, tol=self.cg_tol
+                )
             else:
                 direction = -g
             if self.step_rule == "learning_rate":
                 full_step = self.hyper(self.lr) * direction
-            else:  # the step whose quadratic KL model equals max_kl: 0.5 s^T F s = delta
-                dFd = torch.dot(direction, Fvp(direction)).clamp_min(1e-12)
-                full_step = torch.sqrt(2 * max_kl / dFd) * direction
+            else:  # the step whose quadratic KL model 0.5 s^T F s equals max_kl; the
+                # damping regularises the direction only, so it is taken out of d^T F d
+                dFd = torch.dot(direction, Fvp(direction)) - damping * torch.dot(
+                    direction, direction
+                )
+                full_step = torch.sqrt(2 * max_kl / dFd.clamp_min(1e-12)) * direction
         loss_before = float(loss.detach())
         if self.step_rule == "line_search":
             result = line_search(
@@ -309,6 +315,7 @@ class NaturalPolicyGradientUpdater(PolicyUpdater):
         max_kl: Hyper = 0.01,
         damping: Hyper = 0.1,
         cg_iters: int = 10,
+        cg_tol: float = 1e-10,
     ) -> None:
         super().__init__(
             params,
@@ -317,6 +324,7 @@ class NaturalPolicyGradientUpdater(PolicyUpdater):
             max_kl=max_kl,
             damping=damping,
             cg_iters=cg_iters,
+            cg_tol=cg_tol,
         )
 
 
@@ -339,6 +347,7 @@ class TrustRegionUpdater(PolicyUpdater):
         max_kl: Hyper = 0.01,
         damping: Hyper = 0.1,
         cg_iters: int = 10,
+        cg_tol: float = 1e-10,
         backtrack_coeff: float = 0.8,
         max_backtracks: int = 10,
     ) -> None:
@@ -349,6 +358,7 @@ class TrustRegionUpdater(PolicyUpdater):
             max_kl=max_kl,
             damping=damping,
             cg_iters=cg_iters,
+            cg_tol=cg_tol,
             backtrack_coeff=backtrack_coeff,
             max_backtracks=max_backtracks,
         )
