@@ -7,6 +7,7 @@ onto the GAE lambda-returns.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,21 +28,25 @@ class AgentStats:
     value_loss: float
     explained_variance: float
     entropy: float
+    policy_update_s: float
+    value_update_s: float
 
     def scalars(self) -> dict[str, float]:
-        """Values to log, by TensorBoard tag within the train/ group."""
+        """Values to log, by TensorBoard tag."""
         p = self.policy
         return {
-            "kl": p.kl,
-            "surrogate_improvement": p.improvement,
-            "expected_improvement": p.expected_improvement,
-            "line_search_backtracks": float(p.backtracks),
-            "line_search_accepted": float(p.accepted),
-            "cg_residual": p.cg_residual,
-            "grad_norm": p.grad_norm,
-            "value_loss": self.value_loss,
-            "explained_variance": self.explained_variance,
-            "entropy": self.entropy,
+            "train/kl": p.kl,
+            "train/surrogate_improvement": p.improvement,
+            "train/expected_improvement": p.expected_improvement,
+            "train/line_search_backtracks": float(p.backtracks),
+            "train/line_search_accepted": float(p.accepted),
+            "train/cg_residual": p.cg_residual,
+            "train/grad_norm": p.grad_norm,
+            "train/value_loss": self.value_loss,
+            "train/explained_variance": self.explained_variance,
+            "train/entropy": self.entropy,
+            "time/policy_update_s": self.policy_update_s,
+            "time/value_update_s": self.value_update_s,
         }
 
 
@@ -105,11 +110,15 @@ class ActorCriticAgent:
             ratio_B = (new.log_prob(act_B) - logp_old_B).exp()
             return -(ratio_B * adv_B).mean(), kl_divergence(old, new).mean()
 
+        t0 = time.perf_counter()
         policy_stats = self.updater.step(closure)
+        t1 = time.perf_counter()
         ret_B = ret_TN.flatten()
         values_B = batch.values_TN.flatten()
         value_loss = self._fit_value(obs_BD, ret_B)
         return AgentStats(
+            policy_update_s=t1 - t0,
+            value_update_s=time.perf_counter() - t1,
             policy=policy_stats,
             value_loss=value_loss,
             explained_variance=explained_variance(values_B, ret_B),

@@ -68,7 +68,7 @@ def test_train_command_solves_cartpole_within_100k_steps(tmp_path):
     assert meta["steps"] == evals[-1].step
     env = gym.make(cfg.env_id)
     agent = TRPOAgent(env.observation_space, env.action_space)
-    agent.load_state_dict(state)
+    agent.load_state_dict(state["agent"])
     returns = evaluate(agent, env, episodes=cfg.eval.episodes, seed=cfg.seed + EVAL_SEED_OFFSET)
     assert sum(returns) / len(returns) == evals[-1].value
-    assert torch.equal(agent.policy.net[0].weight, state["policy"]["net.0.weight"])
+    assert torch.equal(agent.policy.net[0].weight, state["agent"]["policy"]["net.0.weight"])

@@ -58,6 +58,16 @@ class EvalConfig:
 
 
 @dataclass
+class NormalizeConfig:
+    """Running normalisation as in OpenAI baselines' VecNormalize (clip 10, eps 1e-8)."""
+
+    observations: bool = False
+    rewards: bool = False  # scale by the running std of the discounted return
+    clip_observations: float = 10.0
+    clip_rewards: float = 10.0
+
+
+@dataclass
 class NetworkConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
@@ -80,6 +90,7 @@ class Config:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
 
 
 AGENTS = ("trpo", "npg", "vpg")
@@ -203,6 +214,8 @@ def validate(cfg: Config) -> None:
         ("rollout.steps_per_env", cfg.rollout.steps_per_env >= 1, ">= 1"),
         ("eval.every", cfg.eval.every >= 0, ">= 0"),
         ("eval.episodes", cfg.eval.episodes >= 1, ">= 1"),
+        ("normalize.clip_observations", cfg.normalize.clip_observations > 0, "> 0"),
+        ("normalize.clip_rewards", cfg.normalize.clip_rewards > 0, "> 0"),
         ("network.hidden_sizes", all(h >= 1 for h in cfg.network.hidden_sizes), "sizes >= 1"),
         (
             "network.activation",

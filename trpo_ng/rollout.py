@@ -12,6 +12,8 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 from torch import Tensor
 
+from trpo_ng.normalization import ObservationNormalizer, RewardScaler
+
 
 class ActOutput(NamedTuple):
     action: Tensor  # (B,) for Discrete, (B, A) for Box
@@ -67,11 +69,21 @@ def make_vector_env(env_id: str, *, num_envs: int, backend: str) -> gym.vector.V
 class RolloutWorker:
     """Steps a vector env with an agent for ``steps_per_env`` steps per call to ``collect``.
 
-    The buffer is allocated once; episodes continue across calls.
+    The buffer is allocated once; episodes continue across calls. An observation normaliser
+    (updated here, from training data only) and a reward scaler sit between env and agent.
     """
 
-    def __init__(self, envs: gym.vector.VectorEnv, *, steps_per_env: int, seed: int) -> None:
+    def __init__(
+        self,
+        envs: gym.vector.VectorEnv,
+        *,
+        steps_per_env: int,
+        seed: int,
+        obs_normalizer: ObservationNormalizer | None = None,
+        reward_scaler: RewardScaler | None = None,
+    ) -> None:
         self.envs = envs
+        self.obs_normalizer, self.reward_scaler = obs_normalizer, reward_scaler
         self.T, self.N = steps_per_env, envs.num_envs
         self._seed = seed
         self._obs: Tensor | None = None
@@ -95,6 +107,11 @@ class RolloutWorker:
             next_values_TN=torch.zeros((T, N)),
         )
 
+    def _observe(self, obs: np.ndarray, *, update: bool) -> Tensor:
+        if self.obs_normalizer is not None:
+            obs = self.obs_normalizer(obs, update=update)
+        return torch.as_tensor(obs, dtype=torch.float32)
+
     def _to_env(self, action: Tensor) -> np.ndarray:
         a = action.numpy()
         return a if self._discrete else np.clip(a, self._low, self._high)
@@ -104,7 +121,7 @@ class RolloutWorker:
         b = self._buf
         if self._obs is None:
             obs, _ = self.envs.reset(seed=self._seed)
-            self._obs = torch.as_tensor(obs, dtype=torch.float32)
+            self._obs = self._observe(obs, update=True)
         final_values_TN = torch.zeros((self.T, self.N))
         returns: list[float] = []
         lengths: list[int] = []
@@ -116,18 +133,20 @@ class RolloutWorker:
             b.logp_TN[t] = out.log_prob
             b.values_TN[t] = out.value
             next_obs, rew, term, trunc, info = self.envs.step(self._to_env(out.action))
+            if self.reward_scaler is not None:
+                rew = self.reward_scaler(rew, term | trunc)
             b.rew_TN[t] = torch.from_numpy(np.asarray(rew, dtype=np.float32))
             b.term_TN[t] = torch.from_numpy(term)
             b.trunc_TN[t] = torch.from_numpy(trunc)
             if trunc.any():  # bootstrap from the true final observation (Pardo et al. 2018)
                 idx = np.flatnonzero(trunc)
                 final = np.stack([info["final_obs"][i] for i in idx])
-                final_values_TN[t, idx] = agent.value(torch.as_tensor(final, dtype=torch.float32))
+                final_values_TN[t, idx] = agent.value(self._observe(final, update=False))
             if "episode" in info:
                 done = info["_episode"]
                 returns += info["episode"]["r"][done].tolist()
                 lengths += info["episode"]["l"][done].tolist()
-            obs = torch.as_tensor(next_obs, dtype=torch.float32)
+            obs = self._observe(next_obs, update=True)
         self._obs = obs
         following = torch.cat([b.values_TN[1:], agent.value(obs)[None]])
         ended = b.term_TN | b.trunc_TN
@@ -140,13 +159,23 @@ class RolloutWorker:
 
 
 @torch.inference_mode()
-def evaluate(agent: Actor, env: gym.Env, *, episodes: int, seed: int) -> list[float]:
-    """Returns of ``episodes`` deterministic episodes (the distribution's mode) on ``env``."""
+def evaluate(
+    agent: Actor,
+    env: gym.Env,
+    *,
+    episodes: int,
+    seed: int,
+    obs_normalizer: ObservationNormalizer | None = None,
+) -> list[float]:
+    """Returns of ``episodes`` deterministic episodes (the distribution's mode) on ``env``,
+    observations normalised with the training statistics, frozen."""
     returns = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         total, done = 0.0, False
         while not done:
+            if obs_normalizer is not None:
+                obs = obs_normalizer(obs[None], update=False)[0]
             out = agent.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)
             action = out.action[0].numpy()
             if isinstance(env.action_space, gym.spaces.Box):

@@ -16,12 +16,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import envs  # noqa: F401  (registers the custom environments)
+import envs as _custom_envs  # noqa: F401  (registers the custom environments)
 from trpo_ng import __version__
 from trpo_ng.advantages import gae
 from trpo_ng.checkpoint import save_model
 from trpo_ng.config import Config, ConfigError, config_to_dict, dump_config
 from trpo_ng.logging import Logger
+from trpo_ng.normalization import ObservationNormalizer, RewardScaler
 from trpo_ng.rollout import Actor, Batch, RolloutWorker, evaluate, make_vector_env
 
 MODEL_FILE = "model.safetensors"
@@ -41,7 +42,9 @@ class TrainResult:
 
 
 class Stats(Protocol):
-    def scalars(self) -> dict[str, float]: ...
+    def scalars(self) -> dict[str, float]:
+        """Values to log, by full TensorBoard tag (train/..., time/...)."""
+        ...
 
 
 class Agent(Actor, Protocol):
@@ -82,6 +85,29 @@ def _env_id_errors(env_id: str) -> Iterator[None]:
         raise ConfigError(f"config key 'env_id': cannot make {env_id!r}: {e}") from None
 
 
+def make_normalizers(
+    cfg: Config, envs: gym.vector.VectorEnv
+) -> tuple[ObservationNormalizer | None, RewardScaler | None]:
+    n = cfg.normalize
+    obs_norm = (
+        ObservationNormalizer(envs.single_observation_space.shape, clip=n.clip_observations)
+        if n.observations
+        else None
+    )
+    rew_scale = (
+        RewardScaler(envs.num_envs, gamma=cfg.gamma, clip=n.clip_rewards) if n.rewards else None
+    )
+    return obs_norm, rew_scale
+
+
+def model_state(agent: Agent, obs_norm: ObservationNormalizer | None) -> dict[str, Any]:
+    """What a model file holds: the agent and the observation statistics it acts with."""
+    state: dict[str, Any] = {"agent": agent.state_dict()}
+    if obs_norm is not None:
+        state["obs_normalizer"] = obs_norm.state_dict()
+    return state
+
+
 def train(cfg: Config, *, config_name: str = "run", quiet: bool = False) -> TrainResult:
     """Train ``cfg.agent`` on ``cfg.env_id`` for whole batches within ``cfg.total_steps``."""
     torch.set_num_threads(cfg.torch_threads)
@@ -94,25 +120,36 @@ def train(cfg: Config, *, config_name: str = "run", quiet: bool = False) -> Trai
     from agents import make_agent  # agents are built from trpo_ng, so imported late
 
     agent: Agent = make_agent(cfg, envs.single_observation_space, envs.single_action_space)
-    worker = RolloutWorker(envs, steps_per_env=cfg.rollout.steps_per_env, seed=cfg.seed)
+    obs_norm, rew_scale = make_normalizers(cfg, envs)
+    worker = RolloutWorker(
+        envs,
+        steps_per_env=cfg.rollout.steps_per_env,
+        seed=cfg.seed,
+        obs_normalizer=obs_norm,
+        reward_scaler=rew_scale,
+    )
     run_dir = make_run_dir(cfg, config_name)
     (run_dir / CONFIG_FILE).write_text(dump_config(cfg))
     logger = Logger(run_dir, stream=None if quiet else sys.stdout)
     logger.text("config", "```yaml\n" + dump_config(cfg) + "```")
+    history: list[tuple[int, float]] = []
 
     def run_eval(step: int) -> float:
         returns = evaluate(
-            agent, eval_env, episodes=cfg.eval.episodes, seed=cfg.seed + EVAL_SEED_OFFSET
+            agent,
+            eval_env,
+            episodes=cfg.eval.episodes,
+            seed=cfg.seed + EVAL_SEED_OFFSET,
+            obs_normalizer=obs_norm,
         )
         mean = float(np.mean(returns))
         logger.scalars({"eval/return_mean": mean, "eval/return_std": float(np.std(returns))}, step)
         history.append((step, mean))
         return mean
 
-    history: list[tuple[int, float]] = []
     steps, next_eval, start = 0, cfg.eval.every, time.perf_counter()
+    batch_steps = cfg.rollout.num_envs * cfg.rollout.steps_per_env
     try:
-        batch_steps = cfg.rollout.num_envs * cfg.rollout.steps_per_env
         for _ in range(max(1, cfg.total_steps // batch_steps)):  # never past the budget
             t0 = time.perf_counter()
             batch = worker.collect(agent)
@@ -126,20 +163,17 @@ def train(cfg: Config, *, config_name: str = "run", quiet: bool = False) -> Trai
                 gamma=cfg.gamma,
                 lam=cfg.gae_lambda,
             )
-            stats = agent.update(batch, torch.from_numpy(adv), torch.from_numpy(ret))
-            t2 = time.perf_counter()
+            scalars = agent.update(batch, torch.from_numpy(adv), torch.from_numpy(ret)).scalars()
             steps += batch.num_steps
-            scalars = {f"train/{k}": v for k, v in stats.scalars().items()}
             if batch.episode_returns:
                 scalars["rollout/ep_return"] = float(np.mean(batch.episode_returns))
                 scalars["rollout/ep_length"] = float(np.mean(batch.episode_lengths))
-            scalars["time/steps_per_second"] = steps / (time.perf_counter() - start)
             scalars["time/collect_s"] = t1 - t0
-            scalars["time/update_s"] = t2 - t1
+            scalars["time/steps_per_second"] = steps / (time.perf_counter() - start)
             logger.scalars(scalars, steps)
             shown = {
                 "return": scalars.get("rollout/ep_return", float("nan")),
-                "kl": stats.policy.kl,
+                "kl": scalars["train/kl"],
                 "steps/s": scalars["time/steps_per_second"],
             }
             if next_eval and steps >= next_eval:
@@ -151,7 +185,7 @@ def train(cfg: Config, *, config_name: str = "run", quiet: bool = False) -> Trai
             run_eval(steps)
         save_model(
             run_dir / MODEL_FILE,
-            agent.state_dict(),
+            model_state(agent, obs_norm),
             {"version": __version__, "steps": steps, "config": config_to_dict(cfg)},
         )
     finally:

@@ -1,0 +1,99 @@
+"""Running statistics for observation normalisation and reward scaling.
+
+Both live on the environment side of the rollout, like a wrapper: the agent sees normalised
+observations and scaled rewards, episode statistics stay in the env's own units. Their state is
+saved with the model, and evaluation uses them frozen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class RunningMeanStd:
+    """Mean and variance of a stream of arrays of shape ``(batch, *shape)``, merged batch by
+    batch with the parallel algorithm of Chan, Golub and LeVeque (1979)."""
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.var = np.ones(shape, dtype=np.float64)
+        self.count = 0.0
+
+    def update(self, x_B: np.ndarray) -> None:
+        batch_mean, batch_var, n = x_B.mean(axis=0), x_B.var(axis=0), x_B.shape[0]
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        m2 = self.var * self.count + batch_var * n + delta**2 * (self.count * n / total)
+        self.var = m2 / total
+        self.count = total
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {
+            "mean": torch.from_numpy(self.mean.copy()),
+            "var": torch.from_numpy(self.var.copy()),
+            "count": torch.tensor(self.count, dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if tuple(state["mean"].shape) != self.mean.shape:
+            raise ValueError(
+                f"normaliser shape {tuple(state['mean'].shape)} does not match {self.mean.shape}"
+            )
+        self.mean = state["mean"].numpy().astype(np.float64)
+        self.var = state["var"].numpy().astype(np.float64)
+        self.count = float(state["count"])
+
+
+class ObservationNormalizer:
+    """obs -> clip((obs - mean) / sqrt(var + eps), -clip, clip), statistics from training data.
+
+    As in OpenAI baselines' VecNormalize (eps 1e-8, clip 10).
+    """
+
+    def __init__(self, shape: tuple[int, ...], *, clip: float = 10.0, eps: float = 1e-8) -> None:
+        self.rms = RunningMeanStd(shape)
+        self.clip, self.eps = clip, eps
+
+    def __call__(self, obs_BD: np.ndarray, *, update: bool) -> np.ndarray:
+        if update:
+            self.rms.update(obs_BD)
+        z = (obs_BD - self.rms.mean) / np.sqrt(self.rms.var + self.eps)
+        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.rms.state_dict()
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.rms.load_state_dict(state)
+
+
+class RewardScaler:
+    """r -> clip(r / sqrt(Var[G] + eps)), G the running discounted return of each env.
+
+    Dividing by the return's scale, not the reward's, keeps value targets O(1) (Engstrom et al.
+    2020, "Implementation Matters in Deep Policy Gradients", sec. 3; baselines' VecNormalize).
+    """
+
+    def __init__(
+        self, num_envs: int, *, gamma: float, clip: float = 10.0, eps: float = 1e-8
+    ) -> None:
+        self.rms = RunningMeanStd(())
+        self.returns_N = np.zeros(num_envs, dtype=np.float64)
+        self.gamma, self.clip, self.eps = gamma, clip, eps
+
+    def __call__(self, rew_N: np.ndarray, done_N: np.ndarray) -> np.ndarray:
+        """Scale one step's rewards; ``done_N`` marks episodes that ended with this step."""
+        self.returns_N = self.returns_N * self.gamma + rew_N
+        self.rms.update(self.returns_N)
+        self.returns_N[done_N] = 0.0
+        scaled = rew_N / np.sqrt(self.rms.var + self.eps)
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.rms.state_dict()
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.rms.load_state_dict(state)
