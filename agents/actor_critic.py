@@ -19,7 +19,7 @@ from torch.distributions import kl_divergence
 
 from trpo_ng.natural_gradient import PolicyUpdater, UpdateStats
 from trpo_ng.policies import MLPPolicy, MLPValue
-from trpo_ng.rollout import ActOutput, Batch
+from trpo_ng.rollout import Batch
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,9 @@ class ActorCriticAgent:
     # ------------------------------------------------------------------ acting
 
     @torch.inference_mode()
-    def act(self, obs_BD: Tensor, deterministic: bool = False) -> ActOutput:
+    def act(self, obs_BD: Tensor, deterministic: bool = False) -> Tensor:
         dist = self.policy(obs_BD)
-        action = dist.mode if deterministic else dist.sample()
-        return ActOutput(action, dist.log_prob(action), self.value_fn(obs_BD))
+        return dist.mode if deterministic else dist.sample()
 
     @torch.inference_mode()
     def value(self, obs_BD: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ def test_batch_shapes_and_episode_statistics():
     T, N = 300, 2
     assert b["obs_TND"].shape == (T, N, 4)
     assert b["act_TN"].shape == (T, N) and b["act_TN"].dtype == torch.long
-    for key in ("logp_TN", "rew_TN", "values_TN", "next_values_TN", "term_TN", "trunc_TN"):
+    for key in ("rew_TN", "values_TN", "next_values_TN", "term_TN", "trunc_TN"):
         assert b[key].shape == (T, N)
     # CartPole: a random-ish policy ends episodes well inside 300 steps, +1 reward per step
     assert len(b["episode_returns"]) >= 2

@@ -4,6 +4,9 @@ References:
   [TRPO] Schulman et al. 2015, "Trust Region Policy Optimization", sec. 6 and appendix C.
   [NPG]  Kakade 2001, "A Natural Policy Gradient".
   [CG]   Nocedal & Wright 2006, "Numerical Optimization", algorithm 5.2.
+  [GN]   Martens 2020, "New insights and perspectives on the natural gradient method", sec. 9;
+         Schraudolph 2002, "Fast curvature matrix-vector products for second-order gradient
+         descent" (the Gauss-Newton product J^T M J v from one forward and one reverse pass).
 
 This module imports only torch.
 """
@@ -11,16 +14,26 @@ This module imports only torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution, kl_divergence
+from torch.func import functional_call
 
 Closure = Callable[[], tuple[Tensor, Tensor]]
 """Returns (surrogate loss to minimise, mean KL(old || new)) for the current parameters."""
 
 VectorProduct = Callable[[Tensor], Tensor]
+
+DistributionFn = Callable[[Sequence[Tensor]], Distribution]
+"""Maps parameter tensors (in the updater's order) to a fresh distribution over a batch.
+
+The distribution exposes ``params()`` (tensors with the batch dimensions first) and
+``fisher_product(tangents)`` as in ``trpo_ng.distributions``, and ``type(d)(*d.params())``
+rebuilds it.
+"""
 
 
 # --------------------------------------------------------------------------- flat vectors
@@ -103,6 +116,82 @@ def fisher_vector_product(kl: Tensor, params: list[Tensor], *, damping: float) -
     return product
 
 
+def detached(dist: Distribution) -> Distribution:
+    """The same distribution, cut from the graph: ``type(dist)(*detached dist.params())``."""
+    return type(dist)(*[t.detach() for t in dist.params()])
+
+
+def _vjp(
+    outputs: Sequence[Tensor],
+    inputs: Sequence[Tensor],
+    cotangents: Sequence[Tensor],
+    *,
+    create_graph: bool = False,
+) -> list[Tensor]:
+    """sum_k cotangent_k . d output_k / d input, per input; zeros where nothing depends on it.
+
+    Outputs that do not require grad (constants, e.g. a fixed log-std) contribute nothing.
+    """
+    live = [k for k, y in enumerate(outputs) if y.requires_grad]
+    grads = torch.autograd.grad(
+        [outputs[k] for k in live],
+        inputs,
+        [cotangents[k] for k in live],
+        retain_graph=True,
+        create_graph=create_graph,
+        allow_unused=True,
+    )
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs, strict=True)]
+
+
+def gauss_newton_fisher_vector_product(
+    dist_fn: DistributionFn, params: Sequence[Tensor], *, damping: float
+) -> VectorProduct:
+    """v -> (F + damping I) v with F = (1/N) sum_i J_i^T M_i J_i, the Gauss-Newton form [GN].
+
+    J_i is the Jacobian of sample i's distribution parameters ``dist_fn(params).params()``
+    with respect to ``params``, M_i the distribution's Fisher metric in them
+    (``fisher_product``), N the number of samples. At new = old the KL's gradient in the
+    distribution parameters vanishes, so F is exactly the Hessian of the mean KL(old || new)
+    that ``fisher_vector_product`` differentiates twice, without its second-order terms.
+
+    The forward pass and J^T u (with its graph, for a placeholder u) are built once; each
+    product is then two reverse passes: J v as the vjp of the linear map u -> J^T u (the
+    "double-vjp" trick), and J^T (M J v). This beat ``torch.func.jvp`` per call (which
+    recomputes the forward pass), ``torch.func.linearize`` (tracing costs more than a CG solve)
+    and the same trick through nested ``torch.func.vjp`` (benchmarks/fvp.py).
+    """
+    primals = [p.detach().requires_grad_() for p in params]
+    sizes = [p.numel() for p in primals]
+    with torch.enable_grad():
+        dist = dist_fn(tuple(primals))
+        outputs = dist.params()
+        u = [torch.zeros_like(y, requires_grad=True) for y in outputs]
+        Jt_u = _vjp(outputs, primals, u, create_graph=True)
+    metric = detached(dist)
+    n = dist.batch_shape.numel()
+
+    def product(v: Tensor) -> Tensor:
+        Jv = _vjp(Jt_u, u, [t.view_as(p) for t, p in zip(v.split(sizes), primals, strict=True)])
+        JtMJv = _vjp(outputs, primals, metric.fisher_product(tuple(Jv)))
+        return torch.cat([g.reshape(-1) for g in JtMJv]).div_(n).add_(v, alpha=damping)
+
+    return product
+
+
+def module_distribution_fn(module: torch.nn.Module, *inputs: Tensor) -> DistributionFn:
+    """``params -> module(*inputs)`` with the module's trainable parameters replaced by
+    ``params``, given in ``module.parameters()`` order (those with ``requires_grad`` only)."""
+    names = [name for name, p in module.named_parameters() if p.requires_grad]
+
+    def dist_fn(params: Sequence[Tensor]) -> Distribution:
+        if len(params) != len(names):
+            raise ValueError(f"expected {len(names)} parameter tensors, got {len(params)}")
+        return functional_call(module, dict(zip(names, params, strict=True)), inputs)
+
+    return dist_fn
+
+
 # --------------------------------------------------------------------------- line search
 
 
@@ -161,6 +250,7 @@ Hyper = float | Callable[[int], float]
 
 METRICS = ("identity", "fisher")
 STEP_RULES = ("learning_rate", "fixed_kl", "line_search")
+FVPS = ("double_backprop", "analytic")
 
 
 @dataclass(frozen=True)
@@ -196,6 +286,12 @@ class PolicyUpdater:
     Any metric pairs with any step rule. ``closure()`` returns (loss, mean KL(old || new)) for
     the current parameters; it is re-evaluated after the step. Hyper-parameters accept a
     constant or a schedule of the update count.
+
+    The Fisher comes from the closure's KL by double backprop, unless ``step`` is given a
+    ``dist_fn`` (params -> distribution over a batch, possibly a subsample of the closure's,
+    e.g. from ``module_distribution_fn``); then ``fvp`` picks how: "double_backprop" of the
+    mean KL(detached(new) || new) or "analytic" (``gauss_newton_fisher_vector_product``,
+    faster; it needs ``dist_fn``).
     """
 
     def __init__(
@@ -211,6 +307,7 @@ class PolicyUpdater:
         cg_tol: float = 1e-10,
         backtrack_coeff: float = 0.8,
         max_backtracks: int = 10,
+        fvp: str = "double_backprop",
     ) -> None:
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
@@ -219,6 +316,8 @@ class PolicyUpdater:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         if step_rule not in STEP_RULES:
             raise ValueError(f"step_rule must be one of {STEP_RULES}, got {step_rule!r}")
+        if fvp not in FVPS:
+            raise ValueError(f"fvp must be one of {FVPS}, got {fvp!r}")
         for name, value in (("lr", lr), ("max_kl", max_kl)):
             if not callable(value) and value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
@@ -228,7 +327,7 @@ class PolicyUpdater:
             raise ValueError("cg_iters and max_backtracks must be >= 1")
         if not 0 < backtrack_coeff < 1:
             raise ValueError(f"backtrack_coeff must be in (0, 1), got {backtrack_coeff}")
-        self.metric, self.step_rule = metric, step_rule
+        self.metric, self.step_rule, self.fvp = metric, step_rule, fvp
         self.lr, self.max_kl, self.damping = lr, max_kl, damping
         self.cg_iters, self.cg_tol = cg_iters, cg_tol
         self.backtrack_coeff = backtrack_coeff
@@ -239,7 +338,23 @@ class PolicyUpdater:
         """A hyper-parameter's value at the current update count."""
         return float(value(self.num_updates)) if callable(value) else float(value)
 
-    def step(self, closure: Closure) -> UpdateStats:
+    def fisher_product(
+        self, kl: Tensor, dist_fn: DistributionFn | None, *, damping: float
+    ) -> VectorProduct:
+        """(F + damping I) v at the current parameters: from ``dist_fn`` by ``self.fvp`` when
+        given, else from ``kl`` (the closure's, with its graph) by double backprop."""
+        if dist_fn is None:
+            return fisher_vector_product(kl, self.params, damping=damping)
+        if self.fvp == "analytic":
+            return gauss_newton_fisher_vector_product(dist_fn, self.params, damping=damping)
+        new = dist_fn(tuple(self.params))
+        kl_new = kl_divergence(detached(new), new).mean()
+        return fisher_vector_product(kl_new, self.params, damping=damping)
+
+    def step(self, closure: Closure, *, dist_fn: DistributionFn | None = None) -> UpdateStats:
+        """One update; ``dist_fn``, when given, defines the Fisher (see the class docstring)."""
+        if self.fvp == "analytic" and dist_fn is None:
+            raise ValueError('fvp="analytic" needs step(closure, dist_fn=...)')
         max_kl, damping = self.hyper(self.max_kl), self.hyper(self.damping)
         with torch.enable_grad():
             loss, kl = closure()
@@ -248,7 +363,7 @@ class PolicyUpdater:
             if self.metric == "identity" and self.step_rule == "learning_rate":
                 Fvp = None  # VPG needs no curvature at all
             else:
-                Fvp = fisher_vector_product(kl, self.params, damping=damping)
+                Fvp = self.fisher_product(kl, dist_fn, damping=damping)
             if self.metric == "fisher":
                 direction, residual = conjugate_gradient(
                     Fvp, -g, iters=self.cg_iters, tol=self.cg_tol
@@ -316,6 +431,7 @@ class NaturalPolicyGradientUpdater(PolicyUpdater):
         damping: Hyper = 0.1,
         cg_iters: int = 10,
         cg_tol: float = 1e-10,
+        fvp: str = "double_backprop",
     ) -> None:
         super().__init__(
             params,
@@ -325,6 +441,7 @@ class NaturalPolicyGradientUpdater(PolicyUpdater):
             damping=damping,
             cg_iters=cg_iters,
             cg_tol=cg_tol,
+            fvp=fvp,
         )
 
 
@@ -350,6 +467,7 @@ class TrustRegionUpdater(PolicyUpdater):
         cg_tol: float = 1e-10,
         backtrack_coeff: float = 0.8,
         max_backtracks: int = 10,
+        fvp: str = "double_backprop",
     ) -> None:
         super().__init__(
             params,
@@ -361,4 +479,5 @@ class TrustRegionUpdater(PolicyUpdater):
             cg_tol=cg_tol,
             backtrack_coeff=backtrack_coeff,
             max_backtracks=max_backtracks,
+            fvp=fvp,
         )

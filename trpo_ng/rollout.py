@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -15,31 +15,31 @@ from torch import Tensor
 from trpo_ng.normalization import ObservationNormalizer, RewardScaler
 
 
-class ActOutput(NamedTuple):
-    action: Tensor  # (B,) for Discrete, (B, A) for Box
-    log_prob: Tensor  # (B,)
-    value: Tensor  # (B,)
-
-
 class Actor(Protocol):
     """What a rollout worker needs from an agent."""
 
-    def act(self, obs_BD: Tensor, deterministic: bool = False) -> ActOutput: ...
+    def act(self, obs_BD: Tensor, deterministic: bool = False) -> Tensor:
+        """Actions for a batch of observations: (B,) for Discrete, (B, A) for Box."""
+        ...
 
-    def value(self, obs_BD: Tensor) -> Tensor: ...
+    def value(self, obs_BD: Tensor) -> Tensor:
+        """V(s) for a batch of observations, (B,)."""
+        ...
 
 
 @dataclass
 class Batch:
     """One iteration's experience, shaped (T time steps, N envs, ...).
 
+    ``obs_TND`` holds what the agent saw (normalised), ``rew_TN`` what it learns from (scaled).
     ``next_values_TN[t]`` is V of the observation after step t (the episode's final observation
-    when step t ended it), so GAE can bootstrap truncated episodes.
+    when step t ended it), so GAE can bootstrap truncated episodes. The policy is unchanged
+    while a batch is collected, so the agent recomputes the old log-probabilities from
+    ``obs_TND`` in one pass instead of storing them step by step.
     """
 
     obs_TND: Tensor
     act_TN: Tensor  # (T, N) or (T, N, A)
-    logp_TN: Tensor
     rew_TN: Tensor
     term_TN: Tensor
     trunc_TN: Tensor
@@ -99,7 +99,6 @@ class RolloutWorker:
         self._buf = Batch(
             obs_TND=torch.zeros((T, N, *obs_shape)),
             act_TN=torch.zeros((T, N, *act_shape), dtype=torch.long if self._discrete else None),
-            logp_TN=torch.zeros((T, N)),
             rew_TN=torch.zeros((T, N)),
             term_TN=torch.zeros((T, N), dtype=torch.bool),
             trunc_TN=torch.zeros((T, N), dtype=torch.bool),
@@ -107,48 +106,54 @@ class RolloutWorker:
             next_values_TN=torch.zeros((T, N)),
         )
 
-    def _observe(self, obs: np.ndarray, *, update: bool) -> Tensor:
-        if self.obs_normalizer is not None:
-            obs = self.obs_normalizer(obs, update=update)
-        return torch.as_tensor(obs, dtype=torch.float32)
+        # numpy views of the buffer: per-step writes of env arrays without torch dispatch
+        self._np = {k: v.numpy() for k, v in vars(self._buf).items() if isinstance(v, Tensor)}
 
-    def _to_env(self, action: Tensor) -> np.ndarray:
-        a = action.numpy()
-        return a if self._discrete else np.clip(a, self._low, self._high)
+    def _observe(self, obs: np.ndarray, *, update: bool) -> np.ndarray:
+        if self.obs_normalizer is not None:
+            return self.obs_normalizer(obs, update=update)
+        return np.asarray(obs, dtype=np.float32)
+
+    def _to_env(self, action: np.ndarray) -> np.ndarray:
+        return action if self._discrete else np.clip(action, self._low, self._high)
 
     @torch.inference_mode()
     def collect(self, agent: Actor) -> Batch:
-        b = self._buf
+        b, a = self._buf, self._np
         if self._obs is None:
             obs, _ = self.envs.reset(seed=self._seed)
             self._obs = self._observe(obs, update=True)
-        final_values_TN = torch.zeros((self.T, self.N))
+        finals: list[tuple[int, np.ndarray, np.ndarray]] = []  # (t, envs, final observations)
         returns: list[float] = []
         lengths: list[int] = []
         obs = self._obs
         for t in range(self.T):
-            out = agent.act(obs)
-            b.obs_TND[t] = obs
-            b.act_TN[t] = out.action
-            b.logp_TN[t] = out.log_prob
-            b.values_TN[t] = out.value
-            next_obs, rew, term, trunc, info = self.envs.step(self._to_env(out.action))
+            a["obs_TND"][t] = obs
+            a["act_TN"][t] = agent.act(b.obs_TND[t]).numpy()
+            obs, rew, term, trunc, info = self.envs.step(self._to_env(a["act_TN"][t]))
             if self.reward_scaler is not None:
                 rew = self.reward_scaler(rew, term | trunc)
-            b.rew_TN[t] = torch.from_numpy(np.asarray(rew, dtype=np.float32))
-            b.term_TN[t] = torch.from_numpy(term)
-            b.trunc_TN[t] = torch.from_numpy(trunc)
+            a["rew_TN"][t], a["term_TN"][t], a["trunc_TN"][t] = rew, term, trunc
             if trunc.any():  # bootstrap from the true final observation (Pardo et al. 2018)
                 idx = np.flatnonzero(trunc)
                 final = np.stack([info["final_obs"][i] for i in idx])
-                final_values_TN[t, idx] = agent.value(self._observe(final, update=False))
+                finals.append((t, idx, self._observe(final, update=False)))
             if "episode" in info:
                 done = info["_episode"]
                 returns += info["episode"]["r"][done].tolist()
                 lengths += info["episode"]["l"][done].tolist()
-            obs = self._observe(next_obs, update=True)
+            obs = self._observe(obs, update=True)
         self._obs = obs
-        following = torch.cat([b.values_TN[1:], agent.value(obs)[None]])
+        # values in one batched pass each: the value function is fixed during collection
+        b.values_TN.copy_(agent.value(b.obs_TND.flatten(0, 1)).view(self.T, self.N))
+        following = torch.cat([b.values_TN[1:], agent.value(torch.from_numpy(obs))[None]])
+        final_values_TN = torch.zeros((self.T, self.N))
+        if finals:
+            values = agent.value(torch.from_numpy(np.concatenate([f[2] for f in finals])))
+            for (t, idx, _), v in zip(
+                finals, values.split([len(f[1]) for f in finals]), strict=True
+            ):
+                final_values_TN[t, idx] = v
         ended = b.term_TN | b.trunc_TN
         b.next_values_TN.copy_(torch.where(ended, final_values_TN, following))
         b.episode_returns, b.episode_lengths = returns, lengths
@@ -176,8 +181,9 @@ def evaluate(
         while not done:
             if obs_normalizer is not None:
                 obs = obs_normalizer(obs[None], update=False)[0]
-            out = agent.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)
-            action = out.action[0].numpy()
+            action = agent.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[
+                0
+            ].numpy()
             if isinstance(env.action_space, gym.spaces.Box):
                 action = np.clip(action, env.action_space.low, env.action_space.high)
             obs, rew, term, trunc, _ = env.step(action)
