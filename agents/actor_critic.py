@@ -31,6 +31,15 @@ class AgentStats:
     policy_update_s: float
     value_update_s: float
 
+    @property
+    def skipped(self) -> bool:
+        return self.policy.skipped
+
+    @classmethod
+    def skipped_update(cls) -> AgentStats:
+        nan = float("nan")
+        return cls(UpdateStats.skipped_step(), nan, nan, nan, 0.0, 0.0)
+
     def scalars(self) -> dict[str, float]:
         """Values to log, by TensorBoard tag."""
         p = self.policy
@@ -95,9 +104,13 @@ class ActorCriticAgent:
     # ------------------------------------------------------------------ learning
 
     def update(self, batch: Batch, adv_TN: Tensor, ret_TN: Tensor) -> AgentStats:
+        """One policy step and one value fit; skipped whole (nothing changes) when the batch
+        holds a NaN or inf, so a numerical fault never reaches the weights."""
         obs_BD = batch.obs_TND.flatten(0, 1)
         act_B = batch.act_TN.flatten(0, 1)
         adv_B = adv_TN.flatten()
+        if not all(bool(torch.isfinite(t).all()) for t in (obs_BD, act_B, adv_TN, ret_TN)):
+            return AgentStats.skipped_update()
         if self.normalize_advantages:
             adv_B = (adv_B - adv_B.mean()) / (adv_B.std() + 1e-8)
         with torch.no_grad():
@@ -115,6 +128,8 @@ class ActorCriticAgent:
         ret_B = ret_TN.flatten()
         values_B = batch.values_TN.flatten()
         value_loss = self._fit_value(obs_BD, ret_B)
+        if policy_stats.skipped:  # non-finite gradient or step: leave the value function too
+            return AgentStats.skipped_update()
         return AgentStats(
             policy_update_s=t1 - t0,
             value_update_s=time.perf_counter() - t1,
@@ -145,12 +160,15 @@ class ActorCriticAgent:
             "policy": self.policy.state_dict(),
             "value": self.value_fn.state_dict(),
             "updater": self.updater.state_dict(),
+            "value_optimizer": self.value_optimizer.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
         self.value_fn.load_state_dict(state["value"])
         self.updater.load_state_dict(state["updater"])
+        if "value_optimizer" in state:  # absent in a file written only to act with
+            self.value_optimizer.load_state_dict(state["value_optimizer"])
 
 
 def explained_variance(pred_B: Tensor, target_B: Tensor) -> float:

@@ -49,3 +49,10 @@ def test_reward_scaler_divides_by_the_discounted_return_std():
     np.testing.assert_allclose(out, [r / s for r, s in zip(rewards, stds, strict=True)], rtol=1e-5)
     scaler(np.array([1.0]), np.array([True]))
     assert scaler.returns_N[0] == 0.0  # the discounted return restarts with the episode
+
+
+def test_non_finite_rows_do_not_poison_the_statistics():
+    rms = RunningMeanStd((2,))
+    rms.update(np.array([[1.0, 2.0], [np.nan, 0.0], [3.0, np.inf]]))
+    np.testing.assert_array_equal(rms.mean, [1.0, 2.0])
+    assert rms.count == 1

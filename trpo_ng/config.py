@@ -68,6 +68,12 @@ class NormalizeConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    every: int = 10  # iterations between checkpoints (and one at the end); 0: only at the end
+    keep: int = 3  # newest checkpoints kept
+
+
+@dataclass
 class NetworkConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
@@ -85,12 +91,14 @@ class Config:
     gae_lambda: float = 0.95  # Schulman et al. 2016
     normalize_advantages: bool = True
     torch_threads: int = 1
+    max_skipped_updates: int = 5  # consecutive updates skipped for NaN/inf before stopping
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     value: ValueConfig = field(default_factory=ValueConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
 
 AGENTS = ("trpo", "npg", "vpg")
@@ -200,6 +208,9 @@ def validate(cfg: Config) -> None:
         ("gamma", 0 < cfg.gamma <= 1, "in (0, 1]"),
         ("gae_lambda", 0 <= cfg.gae_lambda <= 1, "in [0, 1]"),
         ("torch_threads", cfg.torch_threads >= 1, ">= 1"),
+        ("max_skipped_updates", cfg.max_skipped_updates >= 1, ">= 1"),
+        ("checkpoint.every", cfg.checkpoint.every >= 0, ">= 0"),
+        ("checkpoint.keep", cfg.checkpoint.keep >= 1, ">= 1"),
         ("policy.lr", cfg.policy.lr > 0, "> 0"),
         ("policy.max_kl", cfg.policy.max_kl > 0, "> 0"),
         ("policy.cg_iters", cfg.policy.cg_iters >= 1, ">= 1"),

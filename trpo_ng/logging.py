@@ -10,8 +10,12 @@ from torch.utils.tensorboard import SummaryWriter
 
 
 class Logger:
-    def __init__(self, run_dir: Path, *, stream: TextIO | None = sys.stdout) -> None:
-        self.writer = SummaryWriter(log_dir=str(run_dir))
+    def __init__(
+        self, run_dir: Path, *, stream: TextIO | None = sys.stdout, purge_step: int | None = None
+    ) -> None:
+        """``purge_step``: on resume, points at or after it from earlier event files are
+        dropped by TensorBoard, so a continued curve has no duplicates."""
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
         self.stream = stream
 
     def scalars(self, values: dict[str, float], step: int) -> None:

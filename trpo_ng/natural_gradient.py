@@ -6,7 +6,9 @@ References:
   [CG]   Nocedal & Wright 2006, "Numerical Optimization", algorithm 5.2.
   [GN]   Martens 2020, "New insights and perspectives on the natural gradient method", sec. 9;
          Schraudolph 2002, "Fast curvature matrix-vector products for second-order gradient
-         descent" (the Gauss-Newton product J^T M J v from one forward and one reverse pass).
+         descent" (the Gauss-Newton product J^T M J v without forming J).
+  [VJP]  Townsend 2017, "A new trick for calculating Jacobian vector products" (J v as the
+         vjp of the linear map u -> J^T u).
 
 This module imports only torch.
 """
@@ -151,15 +153,16 @@ def gauss_newton_fisher_vector_product(
 
     J_i is the Jacobian of sample i's distribution parameters ``dist_fn(params).params()``
     with respect to ``params``, M_i the distribution's Fisher metric in them
-    (``fisher_product``), N the number of samples. At new = old the KL's gradient in the
-    distribution parameters vanishes, so F is exactly the Hessian of the mean KL(old || new)
-    that ``fisher_vector_product`` differentiates twice, without its second-order terms.
+    (``fisher_product``), N the number of samples (as in the mean KL). At new = old the KL's
+    gradient in the distribution parameters vanishes, and with it the network's second-order
+    terms, so F is exactly the Hessian of the mean KL(old || new) that
+    ``fisher_vector_product`` builds by double backprop, and cheaper to apply.
 
     The forward pass and J^T u (with its graph, for a placeholder u) are built once; each
-    product is then two reverse passes: J v as the vjp of the linear map u -> J^T u (the
-    "double-vjp" trick), and J^T (M J v). This beat ``torch.func.jvp`` per call (which
-    recomputes the forward pass), ``torch.func.linearize`` (tracing costs more than a CG solve)
-    and the same trick through nested ``torch.func.vjp`` (benchmarks/fvp.py).
+    product is then two reverse passes: J v as the vjp of the linear map u -> J^T u [VJP],
+    and J^T (M J v). This beat ``torch.func.jvp`` per product (it recomputes the forward
+    pass), ``torch.func.linearize`` (its tracing costs more than a CG solve) and the same trick
+    through nested ``torch.func.vjp`` (up to ~25% slower); see benchmarks/fvp.py.
     """
     primals = [p.detach().requires_grad_() for p in params]
     sizes = [p.numel() for p in primals]
@@ -267,6 +270,12 @@ class UpdateStats:
     step_fraction: float  # of the full step that was applied
     cg_residual: float  # 0.0 under the identity metric
     grad_norm: float
+    skipped: bool = False  # a NaN or inf in the loss, gradient or step: nothing was changed
+
+    @classmethod
+    def skipped_step(cls) -> UpdateStats:
+        nan = float("nan")
+        return cls(nan, nan, nan, nan, nan, False, 0, 0.0, nan, nan, skipped=True)
 
 
 class PolicyUpdater:
@@ -338,7 +347,7 @@ class PolicyUpdater:
         """A hyper-parameter's value at the current update count."""
         return float(value(self.num_updates)) if callable(value) else float(value)
 
-    def fisher_product(
+    def fisher(
         self, kl: Tensor, dist_fn: DistributionFn | None, *, damping: float
     ) -> VectorProduct:
         """(F + damping I) v at the current parameters: from ``dist_fn`` by ``self.fvp`` when
@@ -363,7 +372,7 @@ class PolicyUpdater:
             if self.metric == "identity" and self.step_rule == "learning_rate":
                 Fvp = None  # VPG needs no curvature at all
             else:
-                Fvp = self.fisher_product(kl, dist_fn, damping=damping)
+                Fvp = self.fisher(kl, dist_fn, damping=damping)
             if self.metric == "fisher":
                 direction, residual = conjugate_gradient(
                     Fvp, -g, iters=self.cg_iters, tol=self.cg_tol
@@ -379,6 +388,8 @@ class PolicyUpdater:
                 )
                 full_step = torch.sqrt(2 * max_kl / dFd.clamp_min(1e-12)) * direction
         loss_before = float(loss.detach())
+        if not (math.isfinite(loss_before) and torch.isfinite(full_step).all()):
+            return UpdateStats.skipped_step()  # the parameters were never touched
         if self.step_rule == "line_search":
             result = line_search(
                 closure,

@@ -22,6 +22,13 @@ class RunningMeanStd:
         self.count = 0.0
 
     def update(self, x_B: np.ndarray) -> None:
+        """Merge a batch; rows holding NaN or inf are left out, so one faulty observation
+        cannot poison the statistics for the rest of the run."""
+        finite = np.isfinite(x_B).reshape(x_B.shape[0], -1).all(axis=1)
+        if not finite.all():
+            x_B = x_B[finite]
+        if x_B.shape[0] == 0:
+            return
         batch_mean, batch_var, n = x_B.mean(axis=0), x_B.var(axis=0), x_B.shape[0]
         total = self.count + n
         delta = batch_mean - self.mean
@@ -32,15 +39,16 @@ class RunningMeanStd:
 
     def state_dict(self) -> dict[str, Tensor]:
         return {
-            "mean": torch.from_numpy(self.mean.copy()),
-            "var": torch.from_numpy(self.var.copy()),
+            "mean": torch.from_numpy(np.array(self.mean, dtype=np.float64)),
+            "var": torch.from_numpy(np.array(self.var, dtype=np.float64)),
             "count": torch.tensor(self.count, dtype=torch.float64),
         }
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        if tuple(state["mean"].shape) != self.mean.shape:
+        if tuple(state["mean"].shape) != np.shape(self.mean):
             raise ValueError(
-                f"normaliser shape {tuple(state['mean'].shape)} does not match {self.mean.shape}"
+                f"normaliser shape {tuple(state['mean'].shape)} does not match "
+                f"{np.shape(self.mean)}"
             )
         self.mean = state["mean"].numpy().astype(np.float64)
         self.var = state["var"].numpy().astype(np.float64)
@@ -88,7 +96,7 @@ class RewardScaler:
         """Scale one step's rewards; ``done_N`` marks episodes that ended with this step."""
         self.returns_N = self.returns_N * self.gamma + rew_N
         self.rms.update(self.returns_N)
-        self.returns_N[done_N] = 0.0
+        self.returns_N[done_N | ~np.isfinite(self.returns_N)] = 0.0
         scaled = rew_N / np.sqrt(self.rms.var + self.eps)
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
 

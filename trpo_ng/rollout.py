@@ -129,7 +129,9 @@ class RolloutWorker:
         obs = self._obs
         for t in range(self.T):
             a["obs_TND"][t] = obs
-            a["act_TN"][t] = agent.act(b.obs_TND[t]).numpy()
+            seen = b.obs_TND[t] if np.isfinite(obs).all() else torch.from_numpy(np.nan_to_num(obs))
+            a["act_TN"][t] = agent.act(seen).numpy()  # a NaN observation still gets an action;
+            # it stays NaN in the batch, so the update that would learn from it is skipped
             obs, rew, term, trunc, info = self.envs.step(self._to_env(a["act_TN"][t]))
             if self.reward_scaler is not None:
                 rew = self.reward_scaler(rew, term | trunc)

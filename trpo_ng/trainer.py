@@ -1,13 +1,21 @@
-"""The training loop: collect -> advantages -> update -> log -> evaluate -> save."""
+"""The training loop: collect -> advantages -> update -> log -> evaluate -> checkpoint.
+
+A run lives in ``log_dir/run_name``: ``config.yaml``, TensorBoard events, ``checkpoints/`` and
+the final ``model.safetensors``. ``train(cfg, resume=run_dir)`` continues a run from its newest
+loadable checkpoint with every piece of state restored; episodes in flight at the checkpoint
+restart from env seeds derived from the run seed and the iteration, so two resumes from one
+checkpoint are identical.
+"""
 
 from __future__ import annotations
 
 import random
+import signal
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,7 +27,12 @@ import torch
 import envs as _custom_envs  # noqa: F401  (registers the custom environments)
 from trpo_ng import __version__
 from trpo_ng.advantages import gae
-from trpo_ng.checkpoint import save_model
+from trpo_ng.checkpoint import (
+    CheckpointError,
+    load_latest_checkpoint,
+    save_model,
+    write_checkpoint,
+)
 from trpo_ng.config import Config, ConfigError, config_to_dict, dump_config
 from trpo_ng.logging import Logger
 from trpo_ng.normalization import ObservationNormalizer, RewardScaler
@@ -27,21 +40,17 @@ from trpo_ng.rollout import Actor, Batch, RolloutWorker, evaluate, make_vector_e
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never reuse a training seed
 
 
-@dataclass(frozen=True)
-class TrainResult:
-    run_dir: Path
-    steps: int
-    eval_history: list[tuple[int, float]]  # (env steps, deterministic eval mean return)
-
-    @property
-    def final_eval(self) -> float:
-        return self.eval_history[-1][1]
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. repeated numerical faults); the last checkpoint is kept."""
 
 
 class Stats(Protocol):
+    skipped: bool  # the update changed nothing (a NaN or inf in the batch or the step)
+
     def scalars(self) -> dict[str, float]:
         """Values to log, by full TensorBoard tag (train/..., time/...)."""
         ...
@@ -57,10 +66,44 @@ class Agent(Actor, Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+@dataclass
+class Progress:
+    """Counters of a run; saved in every checkpoint."""
+
+    iteration: int = 0
+    steps: int = 0
+    next_eval: int = 0
+    skipped_updates: int = 0
+    consecutive_skips: int = 0
+    eval_history: list[list[float]] = field(default_factory=list)  # [steps, mean return]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    steps: int
+    eval_history: list[tuple[int, float]]  # (env steps, deterministic eval mean return)
+    signal: int | None = None  # the signal that stopped the run early, if any
+
+    @property
+    def final_eval(self) -> float:
+        return self.eval_history[-1][1]
+
+
+# --------------------------------------------------------------------------- building
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def env_seed(seed: int, iteration: int) -> int:
+    """Seed for the envs when (re)starting at ``iteration``: the run seed itself at the start."""
+    if iteration == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0])
 
 
 def make_run_dir(cfg: Config, config_name: str) -> Path:
@@ -68,34 +111,43 @@ def make_run_dir(cfg: Config, config_name: str) -> Path:
     name = cfg.run_name or f"{config_name}-s{cfg.seed}-{datetime.now():%Y%m%d-%H%M%S-%f}"
     run_dir = Path(cfg.log_dir) / name
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"run directory {run_dir} already holds files; choose another run_name")
+        raise ConfigError(
+            f"run directory {run_dir} already holds files; choose another run_name "
+            "or continue it with --resume"
+        )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(dump_config(cfg))
     except OSError as e:
-        raise ConfigError(f"cannot create run directory {run_dir}: {e.strerror}") from None
+        raise ConfigError(f"cannot write to run directory {run_dir}: {e.strerror}") from None
     return run_dir
 
 
 @contextmanager
-def _env_id_errors(env_id: str) -> Iterator[None]:
-    """Gymnasium's errors for a bad env id become one-line config errors."""
+def _env_errors(env_id: str) -> Iterator[None]:
+    """Gymnasium's errors for a bad env id or a missing extra become one-line config errors."""
     try:
         yield
+    except gym.error.DependencyNotInstalled as e:
+        raise ConfigError(
+            f"env {env_id!r} needs an optional dependency ({e}); for MuJoCo tasks: "
+            "pip install 'trpo-ng[mujoco]'"
+        ) from None
     except gym.error.Error as e:
         raise ConfigError(f"config key 'env_id': cannot make {env_id!r}: {e}") from None
 
 
 def make_normalizers(
-    cfg: Config, envs: gym.vector.VectorEnv
+    cfg: Config, vec_env: gym.vector.VectorEnv
 ) -> tuple[ObservationNormalizer | None, RewardScaler | None]:
     n = cfg.normalize
     obs_norm = (
-        ObservationNormalizer(envs.single_observation_space.shape, clip=n.clip_observations)
+        ObservationNormalizer(vec_env.single_observation_space.shape, clip=n.clip_observations)
         if n.observations
         else None
     )
     rew_scale = (
-        RewardScaler(envs.num_envs, gamma=cfg.gamma, clip=n.clip_rewards) if n.rewards else None
+        RewardScaler(vec_env.num_envs, gamma=cfg.gamma, clip=n.clip_rewards) if n.rewards else None
     )
     return obs_norm, rew_scale
 
@@ -108,33 +160,144 @@ def model_state(agent: Agent, obs_norm: ObservationNormalizer | None) -> dict[st
     return state
 
 
-def train(cfg: Config, *, config_name: str = "run", quiet: bool = False) -> TrainResult:
-    """Train ``cfg.agent`` on ``cfg.env_id`` for whole batches within ``cfg.total_steps``."""
+def load_model_state(
+    state: dict[str, Any], agent: Agent, obs_norm: ObservationNormalizer | None, *, source: Path
+) -> None:
+    """Restore ``model_state``; a file from another task is a CheckpointError, not a crash."""
+    try:
+        agent.load_state_dict(state["agent"])
+        if obs_norm is not None:
+            obs_norm.load_state_dict(state["obs_normalizer"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{source} does not fit this config's task and network ({first})"
+        ) from None
+
+
+def _rng_state() -> dict[str, Any]:
+    py = random.getstate()
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, gauss_np = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss_np))
+    torch.set_rng_state(state["torch"])
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[list[int]]:
+    """SIGINT/SIGTERM ask the loop to stop after the current iteration (the list gets the
+    signal number); a second one stops at once with KeyboardInterrupt."""
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    try:
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals to the caller
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train(
+    cfg: Config,
+    *,
+    config_name: str = "run",
+    quiet: bool = False,
+    resume: Path | None = None,
+) -> TrainResult:
+    """Train ``cfg.agent`` on ``cfg.env_id`` for whole batches within ``cfg.total_steps``,
+    or continue the run in ``resume`` from its newest loadable checkpoint."""
     torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
-    with _env_id_errors(cfg.env_id):
-        envs = make_vector_env(
+    checkpoint: dict[str, Any] | None = None
+    if resume is not None:
+        path, checkpoint, problems = load_latest_checkpoint(Path(resume) / CHECKPOINT_DIR)
+        for problem in problems:
+            print(f"trpo-ng: skipped a broken checkpoint: {problem}", file=sys.stderr)
+    progress = Progress(next_eval=cfg.eval.every)
+    if checkpoint is not None:
+        progress = Progress(**checkpoint["progress"])
+    with _env_errors(cfg.env_id):
+        vec_env = make_vector_env(
             cfg.env_id, num_envs=cfg.rollout.num_envs, backend=cfg.rollout.backend
         )
         eval_env = gym.make(cfg.env_id)
-    from agents import make_agent  # agents are built from trpo_ng, so imported late
+    try:
+        from agents import make_agent  # agents are built from trpo_ng, so imported late
 
-    agent: Agent = make_agent(cfg, envs.single_observation_space, envs.single_action_space)
-    obs_norm, rew_scale = make_normalizers(cfg, envs)
-    worker = RolloutWorker(
-        envs,
-        steps_per_env=cfg.rollout.steps_per_env,
-        seed=cfg.seed,
-        obs_normalizer=obs_norm,
-        reward_scaler=rew_scale,
-    )
-    run_dir = make_run_dir(cfg, config_name)
-    (run_dir / CONFIG_FILE).write_text(dump_config(cfg))
-    logger = Logger(run_dir, stream=None if quiet else sys.stdout)
-    logger.text("config", "```yaml\n" + dump_config(cfg) + "```")
-    history: list[tuple[int, float]] = []
+        try:
+            agent: Agent = make_agent(
+                cfg, vec_env.single_observation_space, vec_env.single_action_space
+            )
+        except ValueError as e:  # an env whose spaces no policy supports
+            raise ConfigError(f"env {cfg.env_id!r}: {e}") from None
+        obs_norm, rew_scale = make_normalizers(cfg, vec_env)
+        if checkpoint is not None:
+            load_model_state(checkpoint["model"], agent, obs_norm, source=path)
+            if rew_scale is not None:
+                rew_scale.load_state_dict(checkpoint["reward_scaler"])
+            _set_rng_state(checkpoint["rng"])
+            run_dir = Path(resume)
+            (run_dir / CONFIG_FILE).write_text(dump_config(cfg))
+        else:
+            run_dir = make_run_dir(cfg, config_name)
+        worker = RolloutWorker(
+            vec_env,
+            steps_per_env=cfg.rollout.steps_per_env,
+            seed=env_seed(cfg.seed, progress.iteration),
+            obs_normalizer=obs_norm,
+            reward_scaler=rew_scale,
+        )
+        # purge_step: TensorBoard drops points a crashed run logged after its last checkpoint
+        logger = Logger(
+            run_dir,
+            stream=None if quiet else sys.stdout,
+            purge_step=progress.steps + 1 if checkpoint is not None else None,
+        )
+    except BaseException:
+        vec_env.close()
+        eval_env.close()
+        raise
 
-    def run_eval(step: int) -> float:
+    def save_checkpoint() -> None:
+        state = {
+            "model": model_state(agent, obs_norm),
+            "progress": asdict(progress),
+            "rng": _rng_state(),
+            "config": config_to_dict(cfg),
+            "version": __version__,
+        }
+        if rew_scale is not None:
+            state["reward_scaler"] = rew_scale.state_dict()
+        write_checkpoint(
+            run_dir / CHECKPOINT_DIR, progress.iteration, state, keep=cfg.checkpoint.keep
+        )
+
+    def run_eval() -> float:
         returns = evaluate(
             agent,
             eval_env,
@@ -143,53 +306,100 @@ def train(cfg: Config, *, config_name: str = "run", quiet: bool = False) -> Trai
             obs_normalizer=obs_norm,
         )
         mean = float(np.mean(returns))
-        logger.scalars({"eval/return_mean": mean, "eval/return_std": float(np.std(returns))}, step)
-        history.append((step, mean))
+        logger.scalars(
+            {"eval/return_mean": mean, "eval/return_std": float(np.std(returns))}, progress.steps
+        )
+        progress.eval_history.append([progress.steps, mean])
         return mean
 
-    steps, next_eval, start = 0, cfg.eval.every, time.perf_counter()
+    if checkpoint is None:
+        logger.text("config", "```yaml\n" + dump_config(cfg) + "```")
     batch_steps = cfg.rollout.num_envs * cfg.rollout.steps_per_env
+    iterations = max(1, cfg.total_steps // batch_steps)  # never past the budget
+    stopped_by: int | None = None
+    start, start_steps = time.perf_counter(), progress.steps
     try:
-        for _ in range(max(1, cfg.total_steps // batch_steps)):  # never past the budget
-            t0 = time.perf_counter()
-            batch = worker.collect(agent)
-            t1 = time.perf_counter()
-            adv, ret = gae(
-                batch.rew_TN.numpy(),
-                batch.values_TN.numpy(),
-                batch.next_values_TN.numpy(),
-                batch.term_TN.numpy(),
-                batch.trunc_TN.numpy(),
-                gamma=cfg.gamma,
-                lam=cfg.gae_lambda,
-            )
-            scalars = agent.update(batch, torch.from_numpy(adv), torch.from_numpy(ret)).scalars()
-            steps += batch.num_steps
-            if batch.episode_returns:
-                scalars["rollout/ep_return"] = float(np.mean(batch.episode_returns))
-                scalars["rollout/ep_length"] = float(np.mean(batch.episode_lengths))
-            scalars["time/collect_s"] = t1 - t0
-            scalars["time/steps_per_second"] = steps / (time.perf_counter() - start)
-            logger.scalars(scalars, steps)
-            shown = {
-                "return": scalars.get("rollout/ep_return", float("nan")),
-                "kl": scalars["train/kl"],
-                "steps/s": scalars["time/steps_per_second"],
-            }
-            if next_eval and steps >= next_eval:
-                shown["eval"] = run_eval(steps)
-                while next_eval <= steps:
-                    next_eval += cfg.eval.every
-            logger.progress(steps, cfg.total_steps, shown)
-        if not history or history[-1][0] != steps:
-            run_eval(steps)
-        save_model(
-            run_dir / MODEL_FILE,
-            model_state(agent, obs_norm),
-            {"version": __version__, "steps": steps, "config": config_to_dict(cfg)},
-        )
+        with stop_on_signals() as received:
+            while progress.iteration < iterations and not received:
+                _iteration(cfg, agent, worker, logger, progress, start, start_steps, run_eval)
+                if progress.consecutive_skips >= cfg.max_skipped_updates:
+                    save_checkpoint()
+                    raise TrainingError(
+                        f"{progress.consecutive_skips} updates in a row were skipped for NaN or "
+                        f"inf values (observations, rewards, advantages or the step); stopped at "
+                        f"{progress.steps} steps, checkpoint kept in {run_dir / CHECKPOINT_DIR}"
+                    )
+                if cfg.checkpoint.every and progress.iteration % cfg.checkpoint.every == 0:
+                    save_checkpoint()
+            if received:
+                stopped_by = received[0]
+            elif not progress.eval_history or progress.eval_history[-1][0] != progress.steps:
+                run_eval()
+            save_checkpoint()
+            if stopped_by is None:
+                save_model(
+                    run_dir / MODEL_FILE,
+                    model_state(agent, obs_norm),
+                    {
+                        "version": __version__,
+                        "steps": progress.steps,
+                        "config": config_to_dict(cfg),
+                    },
+                )
     finally:
         logger.close()
         worker.close()
         eval_env.close()
-    return TrainResult(run_dir=run_dir, steps=steps, eval_history=history)
+    history = [(int(s), float(r)) for s, r in progress.eval_history]
+    return TrainResult(
+        run_dir=run_dir, steps=progress.steps, eval_history=history, signal=stopped_by
+    )
+
+
+def _iteration(
+    cfg: Config,
+    agent: Agent,
+    worker: RolloutWorker,
+    logger: Logger,
+    progress: Progress,
+    start: float,
+    start_steps: int,
+    run_eval: Any,
+) -> None:
+    """collect -> advantages -> update -> log (-> evaluate)."""
+    t0 = time.perf_counter()
+    batch = worker.collect(agent)
+    t1 = time.perf_counter()
+    adv, ret = gae(
+        batch.rew_TN.numpy(),
+        batch.values_TN.numpy(),
+        batch.next_values_TN.numpy(),
+        batch.term_TN.numpy(),
+        batch.trunc_TN.numpy(),
+        gamma=cfg.gamma,
+        lam=cfg.gae_lambda,
+    )
+    stats = agent.update(batch, torch.from_numpy(adv), torch.from_numpy(ret))
+    progress.iteration += 1
+    progress.steps += batch.num_steps
+    progress.consecutive_skips = progress.consecutive_skips + 1 if stats.skipped else 0
+    progress.skipped_updates += int(stats.skipped)
+    scalars = stats.scalars()
+    scalars["train/skipped_updates"] = float(progress.skipped_updates)
+    if batch.episode_returns:
+        scalars["rollout/ep_return"] = float(np.mean(batch.episode_returns))
+        scalars["rollout/ep_length"] = float(np.mean(batch.episode_lengths))
+    scalars["time/collect_s"] = t1 - t0
+    elapsed = time.perf_counter() - start
+    scalars["time/steps_per_second"] = (progress.steps - start_steps) / elapsed
+    logger.scalars(scalars, progress.steps)
+    shown = {
+        "return": scalars.get("rollout/ep_return", float("nan")),
+        "kl": scalars["train/kl"],
+        "steps/s": scalars["time/steps_per_second"],
+    }
+    if progress.next_eval and progress.steps >= progress.next_eval:
+        shown["eval"] = run_eval()
+        while progress.next_eval <= progress.steps:
+            progress.next_eval += cfg.eval.every
+    logger.progress(progress.steps, cfg.total_steps, shown)
