@@ -22,6 +22,7 @@ def make_agent(
         value_minibatch_size=cfg.value.minibatch_size,
         value_lr=cfg.value.lr,
         normalize_advantages=cfg.normalize_advantages,
+        fisher_subsample=cfg.policy.fisher_subsample,
     )
     p = cfg.policy
     if cfg.agent == "vpg":
@@ -33,6 +34,7 @@ def make_agent(
             max_kl=p.max_kl,
             damping=p.damping,
             cg_iters=p.cg_iters,
+            fvp=p.fvp,
             **common,
         )
     if cfg.agent == "trpo":
@@ -42,6 +44,7 @@ def make_agent(
             max_kl=p.max_kl,
             damping=p.damping,
             cg_iters=p.cg_iters,
+            fvp=p.fvp,
             backtrack_coeff=p.backtrack_coeff,
             max_backtracks=p.max_backtracks,
             **common,

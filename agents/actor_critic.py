@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from trpo_ng.natural_gradient import PolicyUpdater, UpdateStats
+from trpo_ng.natural_gradient import PolicyUpdater, UpdateStats, module_distribution_fn
 from trpo_ng.policies import MLPPolicy, MLPValue
 from trpo_ng.rollout import Batch
 
@@ -77,7 +77,12 @@ class ActorCriticAgent:
         value_minibatch_size: int = 128,
         value_lr: float = 1e-3,
         normalize_advantages: bool = True,
+        fisher_subsample: int = 1,
     ) -> None:
+        """``fisher_subsample``: the Fisher-vector products use every k-th sample of the batch
+        (the TRPO paper, sec. 6, evaluates the Fisher on a subsample to cut its cost)."""
+        if fisher_subsample < 1:
+            raise ValueError(f"fisher_subsample must be >= 1, got {fisher_subsample}")
         self.policy = MLPPolicy(
             observation_space, action_space, hidden_sizes=hidden_sizes, activation=activation
         )
@@ -89,6 +94,7 @@ class ActorCriticAgent:
         self.value_epochs = value_epochs
         self.value_minibatch_size = value_minibatch_size
         self.normalize_advantages = normalize_advantages
+        self.fisher_subsample = fisher_subsample
 
     # ------------------------------------------------------------------ acting
 
@@ -123,7 +129,10 @@ class ActorCriticAgent:
             return -(ratio_B * adv_B).mean(), kl_divergence(old, new).mean()
 
         t0 = time.perf_counter()
-        policy_stats = self.updater.step(closure)
+        fisher_obs = obs_BD[:: self.fisher_subsample]
+        policy_stats = self.updater.step(
+            closure, dist_fn=module_distribution_fn(self.policy, fisher_obs)
+        )
         t1 = time.perf_counter()
         ret_B = ret_TN.flatten()
         values_B = batch.values_TN.flatten()

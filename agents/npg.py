@@ -17,6 +17,7 @@ def NPGAgent(
     max_kl: Hyper = 0.01,
     damping: Hyper = 0.1,
     cg_iters: int = 10,
+    fvp: str = "analytic",
     **common: Any,
 ) -> ActorCriticAgent:
     """``common``: the network and value-function keywords of ``ActorCriticAgent``."""

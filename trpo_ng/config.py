@@ -33,6 +33,8 @@ class PolicyConfig:
     damping: float = 0.1
     backtrack_coeff: float = 0.8
     max_backtracks: int = 10
+    fvp: str = "analytic"  # Fisher-vector products: analytic (J^T M J) | double_backprop
+    fisher_subsample: int = 1  # use every k-th sample for the Fisher (TRPO paper, sec. 6)
 
 
 @dataclass
@@ -104,6 +106,7 @@ class Config:
 AGENTS = ("trpo", "npg", "vpg")
 BACKENDS = ("sync", "subprocess")
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
+FVPS = ("analytic", "double_backprop")
 
 
 # --------------------------------------------------------------------------- loading
@@ -217,6 +220,8 @@ def validate(cfg: Config) -> None:
         ("policy.damping", cfg.policy.damping >= 0, ">= 0"),
         ("policy.backtrack_coeff", 0 < cfg.policy.backtrack_coeff < 1, "in (0, 1)"),
         ("policy.max_backtracks", cfg.policy.max_backtracks >= 1, ">= 1"),
+        ("policy.fvp", cfg.policy.fvp in FVPS, f"one of {', '.join(FVPS)}"),
+        ("policy.fisher_subsample", cfg.policy.fisher_subsample >= 1, ">= 1"),
         ("value.epochs", cfg.value.epochs >= 0, ">= 0"),
         ("value.minibatch_size", cfg.value.minibatch_size >= 1, ">= 1"),
         ("value.lr", cfg.value.lr > 0, "> 0"),
