@@ -90,7 +90,7 @@ class ActorCriticAgent:
             observation_space, hidden_sizes=hidden_sizes, activation=activation
         )
         self.updater = make_updater(self.policy.parameters())
-        self.value_optimizer = torch.optim.Adam(self.value_fn.parameters(), lr=value_lr)
+        self.value_optimizer = torch.optim.Adam(self.value_fn.parameters(), lr=value_lr, fused=True)
         self.value_epochs = value_epochs
         self.value_minibatch_size = value_minibatch_size
         self.normalize_advantages = normalize_advantages
@@ -154,8 +154,13 @@ class ActorCriticAgent:
         losses: list[float] = []
         for _ in range(self.value_epochs):
             losses = []
-            for idx in torch.randperm(n).split(self.value_minibatch_size):
-                loss = 0.5 * (self.value_fn(obs_BD[idx]) - ret_B[idx]).square().mean()
+            perm = torch.randperm(n)
+            for obs_bD, ret_b in zip(
+                obs_BD[perm].split(self.value_minibatch_size),
+                ret_B[perm].split(self.value_minibatch_size),
+                strict=True,
+            ):
+                loss = 0.5 * (self.value_fn(obs_bD) - ret_b).square().mean()
                 self.value_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.value_optimizer.step()

@@ -58,24 +58,33 @@ class RunningMeanStd:
 class ObservationNormalizer:
     """obs -> clip((obs - mean) / sqrt(var + eps), -clip, clip), statistics from training data.
 
-    As in OpenAI baselines' VecNormalize (eps 1e-8, clip 10).
+    As in OpenAI baselines' VecNormalize (eps 1e-8, clip 10). ``update`` merges a batch of raw
+    observations; ``normalize`` never changes the statistics.
     """
 
     def __init__(self, shape: tuple[int, ...], *, clip: float = 10.0, eps: float = 1e-8) -> None:
         self.rms = RunningMeanStd(shape)
         self.clip, self.eps = clip, eps
+        self._refresh()
 
-    def __call__(self, obs_BD: np.ndarray, *, update: bool) -> np.ndarray:
-        if update:
-            self.rms.update(obs_BD)
-        z = (obs_BD - self.rms.mean) / np.sqrt(self.rms.var + self.eps)
-        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+    def _refresh(self) -> None:
+        self._mean = self.rms.mean.astype(np.float32)
+        self._inv_std = (1.0 / np.sqrt(self.rms.var + self.eps)).astype(np.float32)
+
+    def update(self, obs_BD: np.ndarray) -> None:
+        self.rms.update(obs_BD)
+        self._refresh()
+
+    def normalize(self, obs_BD: np.ndarray) -> np.ndarray:
+        z = (np.asarray(obs_BD, dtype=np.float32) - self._mean) * self._inv_std
+        return np.clip(z, -self.clip, self.clip, out=z)
 
     def state_dict(self) -> dict[str, Tensor]:
         return self.rms.state_dict()
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.rms.load_state_dict(state)
+        self._refresh()
 
 
 class RewardScaler:
@@ -83,6 +92,7 @@ class RewardScaler:
 
     Dividing by the return's scale, not the reward's, keeps value targets O(1) (Engstrom et al.
     2020, "Implementation Matters in Deep Policy Gradients", sec. 3; baselines' VecNormalize).
+    The statistics are merged a batch at a time, then the batch is scaled.
     """
 
     def __init__(
@@ -92,12 +102,15 @@ class RewardScaler:
         self.returns_N = np.zeros(num_envs, dtype=np.float64)
         self.gamma, self.clip, self.eps = gamma, clip, eps
 
-    def __call__(self, rew_N: np.ndarray, done_N: np.ndarray) -> np.ndarray:
-        """Scale one step's rewards; ``done_N`` marks episodes that ended with this step."""
-        self.returns_N = self.returns_N * self.gamma + rew_N
-        self.rms.update(self.returns_N)
-        self.returns_N[done_N | ~np.isfinite(self.returns_N)] = 0.0
-        scaled = rew_N / np.sqrt(self.rms.var + self.eps)
+    def __call__(self, rew_TN: np.ndarray, done_TN: np.ndarray) -> np.ndarray:
+        """Scale a batch of rewards; ``done_TN`` marks steps that ended an episode."""
+        returns_TN = np.empty(rew_TN.shape, dtype=np.float64)
+        for t in range(rew_TN.shape[0]):
+            self.returns_N = self.returns_N * self.gamma + rew_TN[t]
+            returns_TN[t] = self.returns_N
+            self.returns_N[done_TN[t] | ~np.isfinite(self.returns_N)] = 0.0
+        self.rms.update(returns_TN.reshape(-1))
+        scaled = rew_TN / np.sqrt(self.rms.var + self.eps)
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict[str, Tensor]:

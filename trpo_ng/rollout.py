@@ -8,11 +8,12 @@ from typing import Protocol
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode
-from gymnasium.wrappers.vector import RecordEpisodeStatistics
 from torch import Tensor
 
 from trpo_ng.normalization import ObservationNormalizer, RewardScaler
+from trpo_ng.vector import VectorEnv, make_vector_env
+
+__all__ = ["Actor", "Batch", "RolloutWorker", "evaluate", "make_vector_env"]
 
 
 class Actor(Protocol):
@@ -53,29 +54,17 @@ class Batch:
         return self.rew_TN.numel()
 
 
-def make_vector_env(env_id: str, *, num_envs: int, backend: str) -> gym.vector.VectorEnv:
-    """A vector env that autoresets in the same step (final observation in ``info``) and
-    records episode returns and lengths with Gymnasium's own wrapper."""
-    mode = {"sync": "sync", "subprocess": "async"}[backend]
-    envs = gym.make_vec(
-        env_id,
-        num_envs=num_envs,
-        vectorization_mode=mode,
-        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-    )
-    return RecordEpisodeStatistics(envs)
-
-
 class RolloutWorker:
     """Steps a vector env with an agent for ``steps_per_env`` steps per call to ``collect``.
 
     The buffer is allocated once; episodes continue across calls. An observation normaliser
-    (updated here, from training data only) and a reward scaler sit between env and agent.
+    and a reward scaler sit between env and agent; both merge their statistics once per batch
+    (from training data only), so the policy sees one normalisation throughout a batch.
     """
 
     def __init__(
         self,
-        envs: gym.vector.VectorEnv,
+        envs: VectorEnv,
         *,
         steps_per_env: int,
         seed: int,
@@ -106,12 +95,14 @@ class RolloutWorker:
             next_values_TN=torch.zeros((T, N)),
         )
 
+        self._raw_TND = np.zeros((T, N, *obs_shape))  # raw observations for the statistics
+        self._raw_obs: np.ndarray | None = None
         # numpy views of the buffer: per-step writes of env arrays without torch dispatch
         self._np = {k: v.numpy() for k, v in vars(self._buf).items() if isinstance(v, Tensor)}
 
-    def _observe(self, obs: np.ndarray, *, update: bool) -> np.ndarray:
+    def _observe(self, obs: np.ndarray) -> np.ndarray:
         if self.obs_normalizer is not None:
-            return self.obs_normalizer(obs, update=update)
+            return self.obs_normalizer.normalize(obs)
         return np.asarray(obs, dtype=np.float32)
 
     def _to_env(self, action: np.ndarray) -> np.ndarray:
@@ -121,9 +112,10 @@ class RolloutWorker:
     def collect(self, agent: Actor) -> Batch:
         b, a = self._buf, self._np
         if self._obs is None:
-            obs, _ = self.envs.reset(seed=self._seed)
-            self._obs = self._observe(obs, update=True)
+            self._raw_obs = self.envs.reset(seed=self._seed)
+            self._obs = self._observe(self._raw_obs)
         finals: list[tuple[int, np.ndarray, np.ndarray]] = []  # (t, envs, final observations)
+        raw_TND = self._raw_TND
         returns: list[float] = []
         lengths: list[int] = []
         obs = self._obs
@@ -132,20 +124,26 @@ class RolloutWorker:
             seen = b.obs_TND[t] if np.isfinite(obs).all() else torch.from_numpy(np.nan_to_num(obs))
             a["act_TN"][t] = agent.act(seen).numpy()  # a NaN observation still gets an action;
             # it stays NaN in the batch, so the update that would learn from it is skipped
-            obs, rew, term, trunc, info = self.envs.step(self._to_env(a["act_TN"][t]))
-            if self.reward_scaler is not None:
-                rew = self.reward_scaler(rew, term | trunc)
-            a["rew_TN"][t], a["term_TN"][t], a["trunc_TN"][t] = rew, term, trunc
-            if trunc.any():  # bootstrap from the true final observation (Pardo et al. 2018)
-                idx = np.flatnonzero(trunc)
-                final = np.stack([info["final_obs"][i] for i in idx])
-                finals.append((t, idx, self._observe(final, update=False)))
-            if "episode" in info:
-                done = info["_episode"]
-                returns += info["episode"]["r"][done].tolist()
-                lengths += info["episode"]["l"][done].tolist()
-            obs = self._observe(obs, update=True)
+            step = self.envs.step(self._to_env(a["act_TN"][t]))
+            a["rew_TN"][t], a["term_TN"][t], a["trunc_TN"][t] = step.rew, step.term, step.trunc
+            if step.trunc.any():  # bootstrap from the true final observation (Pardo et al. 2018)
+                idx = np.flatnonzero(step.trunc)
+                final = np.stack([step.final_obs[i] for i in idx])
+                finals.append((t, idx, self._observe(final)))
+            for ret, length in step.episodes:
+                returns.append(ret)
+                lengths.append(length)
+            obs = step.obs
+            if self.obs_normalizer is not None:
+                raw_TND[t] = obs
+            obs = self._observe(obs)
         self._obs = obs
+        if self.obs_normalizer is not None:  # statistics for the next batch
+            seen_TND = np.concatenate([self._raw_obs[None], raw_TND[:-1]])
+            self.obs_normalizer.update(seen_TND.reshape(-1, *seen_TND.shape[2:]))
+            self._raw_obs = raw_TND[-1].copy()
+        if self.reward_scaler is not None:
+            a["rew_TN"][:] = self.reward_scaler(a["rew_TN"], a["term_TN"] | a["trunc_TN"])
         # values in one batched pass each: the value function is fixed during collection
         b.values_TN.copy_(agent.value(b.obs_TND.flatten(0, 1)).view(self.T, self.N))
         following = torch.cat([b.values_TN[1:], agent.value(torch.from_numpy(obs))[None]])
@@ -182,7 +180,7 @@ def evaluate(
         total, done = 0.0, False
         while not done:
             if obs_normalizer is not None:
-                obs = obs_normalizer(obs[None], update=False)[0]
+                obs = obs_normalizer.normalize(obs[None])[0]
             action = agent.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[
                 0
             ].numpy()

@@ -36,7 +36,8 @@ from trpo_ng.checkpoint import (
 from trpo_ng.config import Config, ConfigError, config_to_dict, dump_config
 from trpo_ng.logging import Logger
 from trpo_ng.normalization import ObservationNormalizer, RewardScaler
-from trpo_ng.rollout import Actor, Batch, RolloutWorker, evaluate, make_vector_env
+from trpo_ng.rollout import Actor, Batch, RolloutWorker, evaluate
+from trpo_ng.vector import VectorEnv, make_vector_env
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
@@ -138,7 +139,7 @@ def _env_errors(env_id: str) -> Iterator[None]:
 
 
 def make_normalizers(
-    cfg: Config, vec_env: gym.vector.VectorEnv
+    cfg: Config, vec_env: VectorEnv
 ) -> tuple[ObservationNormalizer | None, RewardScaler | None]:
     n = cfg.normalize
     obs_norm = (
