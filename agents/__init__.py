@@ -9,6 +9,7 @@ from agents.npg import NPGAgent
 from agents.trpo import TRPOAgent
 from agents.vpg import VPGAgent
 from trpo_ng.config import Config
+from trpo_ng.schedules import make_schedule
 
 
 def make_agent(
@@ -20,7 +21,11 @@ def make_agent(
         activation=cfg.network.activation,
         value_epochs=cfg.value.epochs,
         value_minibatch_size=cfg.value.minibatch_size,
-        value_lr=cfg.value.lr,
+        value_lr=make_schedule(
+            cfg.value.lr_schedule,
+            cfg.value.lr,
+            total_updates=cfg.total_steps // (cfg.rollout.num_envs * cfg.rollout.steps_per_env),
+        ),
         normalize_advantages=cfg.normalize_advantages,
         fisher_subsample=cfg.policy.fisher_subsample,
     )

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from trpo_ng.natural_gradient import PolicyUpdater, UpdateStats, module_distribution_fn
+from trpo_ng.natural_gradient import Hyper, PolicyUpdater, UpdateStats, module_distribution_fn
 from trpo_ng.policies import MLPPolicy, MLPValue
 from trpo_ng.rollout import Batch
 
@@ -75,7 +75,7 @@ class ActorCriticAgent:
         activation: str = "tanh",
         value_epochs: int = 10,
         value_minibatch_size: int = 128,
-        value_lr: float = 1e-3,
+        value_lr: Hyper = 1e-3,
         normalize_advantages: bool = True,
         fisher_subsample: int = 1,
     ) -> None:
@@ -90,7 +90,8 @@ class ActorCriticAgent:
             observation_space, hidden_sizes=hidden_sizes, activation=activation
         )
         self.updater = make_updater(self.policy.parameters())
-        self.value_optimizer = torch.optim.Adam(self.value_fn.parameters(), lr=value_lr, fused=True)
+        self.value_lr = value_lr  # a constant or a schedule of the update count
+        self.value_optimizer = torch.optim.Adam(self.value_fn.parameters(), lr=1.0, fused=True)
         self.value_epochs = value_epochs
         self.value_minibatch_size = value_minibatch_size
         self.normalize_advantages = normalize_advantages
@@ -150,6 +151,9 @@ class ActorCriticAgent:
 
     def _fit_value(self, obs_BD: Tensor, ret_B: Tensor) -> float:
         """Minibatch Adam on 0.5 (V(s) - R)^2; returns the mean loss of the last epoch."""
+        lr = self.value_lr(self.updater.num_updates) if callable(self.value_lr) else self.value_lr
+        for group in self.value_optimizer.param_groups:
+            group["lr"] = lr
         n = ret_B.numel()
         losses: list[float] = []
         for _ in range(self.value_epochs):

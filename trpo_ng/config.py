@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from trpo_ng.schedules import SCHEDULES
+
 
 class ConfigError(ValueError):
     """A mistake in a config file or override; its message is one line for the user."""
@@ -44,6 +46,7 @@ class ValueConfig:
     epochs: int = 10
     minibatch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | linear (annealed to 0 over the run)
 
 
 @dataclass
@@ -225,6 +228,7 @@ def validate(cfg: Config) -> None:
         ("value.epochs", cfg.value.epochs >= 0, ">= 0"),
         ("value.minibatch_size", cfg.value.minibatch_size >= 1, ">= 1"),
         ("value.lr", cfg.value.lr > 0, "> 0"),
+        ("value.lr_schedule", cfg.value.lr_schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
         ("rollout.backend", cfg.rollout.backend in BACKENDS, f"one of {', '.join(BACKENDS)}"),
         ("rollout.num_envs", cfg.rollout.num_envs >= 1, ">= 1"),
         ("rollout.steps_per_env", cfg.rollout.steps_per_env >= 1, ">= 1"),

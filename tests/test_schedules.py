@@ -1,0 +1,23 @@
+import gymnasium as gym
+import pytest
+
+from agents import make_agent
+from trpo_ng.config import load_config
+from trpo_ng.schedules import make_schedule
+
+
+def test_linear_schedule_anneals_to_zero_and_constant_stays():
+    lin = make_schedule("linear", 1e-3, total_updates=10)
+    assert [lin(k) for k in (0, 5, 10, 20)] == pytest.approx([1e-3, 5e-4, 0.0, 0.0])
+    assert make_schedule("constant", 0.5, total_updates=10)(99) == 0.5
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        make_schedule("cosine", 1.0, total_updates=1)
+
+
+def test_value_learning_rate_follows_the_configured_schedule():
+    cfg = load_config(None, ["value.lr_schedule=linear", "value.lr=0.002", "total_steps=20480"])
+    env = gym.make(cfg.env_id)
+    agent = make_agent(cfg, env.observation_space, env.action_space)
+    assert callable(agent.value_lr)
+    # 20480 steps of 4 x 512: ten updates, so the sixth fit uses 2e-3 * (1 - 5/10)
+    assert agent.value_lr(5) == pytest.approx(0.001)
