@@ -5,6 +5,7 @@ Every knob of a run lives here, with its default and where that default comes fr
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -51,9 +52,21 @@ class ValueConfig:
 
 @dataclass
 class RolloutConfig:
-    backend: str = "sync"  # sync: in-process vector env; subprocess: gymnasium AsyncVectorEnv
-    num_envs: int = 4
+    """Who steps the envs. A batch is ``num_envs`` x ``steps_per_env`` steps, whatever the
+    backend: ``num_envs`` is split evenly over ``num_workers`` workers.
+
+    backend: sync (every worker in this process), subprocess (Gymnasium's AsyncVectorEnv, one
+    process per env) or ray (one Ray actor per worker, ``pip install 'trpo-ng[ray]'``).
+    """
+
+    backend: str = "sync"
+    num_envs: int = 4  # envs in the batch, over all workers
     steps_per_env: int = 512
+    num_workers: int = 1
+    envs_per_worker: int = 0  # 0: num_envs / num_workers; else it must be exactly that
+    max_worker_restarts: int = 3  # per worker and batch, before training stops
+    ray_address: str = ""  # "": start Ray on this machine; "auto" or host:port: join a cluster
+    worker_cpus: float = 1.0  # CPUs Ray reserves for each worker
 
 
 @dataclass
@@ -107,7 +120,7 @@ class Config:
 
 
 AGENTS = ("trpo", "npg", "vpg")
-BACKENDS = ("sync", "subprocess")
+BACKENDS = ("sync", "subprocess", "ray")
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
 FVPS = ("analytic", "double_backprop")
 
@@ -128,11 +141,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config file {path} is not valid YAML: {_one_line(e)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-    for item in overrides or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        _set_dotted(raw, key.strip(), yaml.safe_load(text) if text.strip() else "")
+    return config_from_dict(raw, dict(parse_override(item) for item in overrides or []))
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"policy.max_kl=0.02"`` -> ``("policy.max_kl", 0.02)``, the value read as YAML."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} is not of the form key=value")
+    return key.strip(), yaml.safe_load(text) if text.strip() else ""
+
+
+def config_from_dict(raw: dict[str, Any], overrides: dict[str, Any] | None = None) -> Config:
+    """A validated Config from nested ``raw`` values plus dotted-key ``overrides``."""
+    raw = copy.deepcopy(raw)
+    for key, value in (overrides or {}).items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"override key {key!r} is not a dotted config key")
+        _set_dotted(raw, key, value)
     cfg = _build(Config, raw, prefix="")
     validate(cfg)
     return cfg
@@ -232,6 +258,10 @@ def validate(cfg: Config) -> None:
         ("rollout.backend", cfg.rollout.backend in BACKENDS, f"one of {', '.join(BACKENDS)}"),
         ("rollout.num_envs", cfg.rollout.num_envs >= 1, ">= 1"),
         ("rollout.steps_per_env", cfg.rollout.steps_per_env >= 1, ">= 1"),
+        ("rollout.num_workers", cfg.rollout.num_workers >= 1, ">= 1"),
+        ("rollout.envs_per_worker", cfg.rollout.envs_per_worker >= 0, ">= 0 (0: derived)"),
+        ("rollout.max_worker_restarts", cfg.rollout.max_worker_restarts >= 0, ">= 0"),
+        ("rollout.worker_cpus", cfg.rollout.worker_cpus >= 0, ">= 0"),
         ("eval.every", cfg.eval.every >= 0, ">= 0"),
         ("eval.episodes", cfg.eval.episodes >= 1, ">= 1"),
         ("normalize.clip_observations", cfg.normalize.clip_observations > 0, "> 0"),
@@ -249,6 +279,27 @@ def validate(cfg: Config) -> None:
             for part in key.split("."):
                 value = getattr(value, part)
             raise ConfigError(f"config key '{key}' must be {expected}, got {value!r}")
+    _validate_rollout_layout(cfg.rollout)
+
+
+def _validate_rollout_layout(r: RolloutConfig) -> None:
+    """num_envs is the batch's env count; the workers split it evenly."""
+    if r.envs_per_worker and r.envs_per_worker * r.num_workers != r.num_envs:
+        raise ConfigError(
+            f"config key 'rollout.envs_per_worker' ({r.envs_per_worker}) times "
+            f"rollout.num_workers ({r.num_workers}) must equal rollout.num_envs ({r.num_envs}), "
+            "the envs of the whole batch; or leave envs_per_worker at 0"
+        )
+    if r.num_envs % r.num_workers:
+        raise ConfigError(
+            f"config key 'rollout.num_envs' ({r.num_envs}) must be a multiple of "
+            f"rollout.num_workers ({r.num_workers}): each worker steps num_envs / num_workers envs"
+        )
+    if r.ray_address and r.backend != "ray":
+        raise ConfigError(
+            f"config key 'rollout.ray_address' is only used with rollout.backend=ray, "
+            f"not {r.backend!r}"
+        )
 
 
 def _one_line(e: Exception) -> str:
