@@ -40,6 +40,7 @@ def make_agent(
             damping=p.damping,
             cg_iters=p.cg_iters,
             fvp=p.fvp,
+            damped_step_size=p.damped_step_size,
             **common,
         )
     if cfg.agent == "trpo":
@@ -50,6 +51,7 @@ def make_agent(
             damping=p.damping,
             cg_iters=p.cg_iters,
             fvp=p.fvp,
+            damped_step_size=p.damped_step_size,
             backtrack_coeff=p.backtrack_coeff,
             max_backtracks=p.max_backtracks,
             **common,

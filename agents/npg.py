@@ -18,6 +18,7 @@ def NPGAgent(
     damping: Hyper = 0.1,
     cg_iters: int = 10,
     fvp: str = "analytic",
+    damped_step_size: bool = False,
     **common: Any,
 ) -> ActorCriticAgent:
     """``common``: the network and value-function keywords of ``ActorCriticAgent``."""
@@ -25,7 +26,12 @@ def NPGAgent(
         observation_space,
         action_space,
         make_updater=lambda params: NaturalPolicyGradientUpdater(
-            params, max_kl=max_kl, damping=damping, cg_iters=cg_iters
+            params,
+            max_kl=max_kl,
+            damping=damping,
+            cg_iters=cg_iters,
+            fvp=fvp,
+            damped_step_size=damped_step_size,
         ),
         **common,
     )

@@ -221,3 +221,32 @@ def test_unknown_metric_or_step_rule_is_a_clear_error():
         PolicyUpdater(p, metric="hessian", step_rule="fixed_kl")
     with pytest.raises(ValueError, match="step_rule must be one of"):
         PolicyUpdater(p, metric="fisher", step_rule="adam")
+
+
+def test_damped_step_size_is_the_more_conservative_step():
+    kls = []
+    for damped in (False, True):
+        policy = sigmoid_and_tanh_twins()[1]
+        _, closure = closure_for(policy, *batch())
+        updater = NaturalPolicyGradientUpdater(
+            policy.parameters(),
+            max_kl=0.01,
+            damping=0.1,
+            cg_iters=50,
+            damped_step_size=damped,
+        )
+        kls.append(updater.step(closure).kl)
+    assert kls[1] < kls[0]
+
+
+def test_agents_pass_their_fisher_settings_to_the_updater():
+    from agents import make_agent
+    from trpo_ng.config import load_config
+
+    for agent_name in ("npg", "trpo"):
+        cfg = load_config(
+            None,
+            [f"agent={agent_name}", "policy.fvp=double_backprop", "policy.damped_step_size=true"],
+        )
+        agent = make_agent(cfg, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+        assert agent.updater.fvp == "double_backprop" and agent.updater.damped_step_size

@@ -38,6 +38,7 @@ class PolicyConfig:
     max_backtracks: int = 10
     fvp: str = "analytic"  # Fisher-vector products: analytic (J^T M J) | double_backprop
     fisher_subsample: int = 1  # use every k-th sample for the Fisher (TRPO paper, sec. 6)
+    damped_step_size: bool = False  # size steps with F + damping I, as baselines/sb3 do
 
 
 @dataclass

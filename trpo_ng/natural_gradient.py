@@ -317,6 +317,7 @@ class PolicyUpdater:
         backtrack_coeff: float = 0.8,
         max_backtracks: int = 10,
         fvp: str = "double_backprop",
+        damped_step_size: bool = False,
     ) -> None:
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
@@ -341,6 +342,7 @@ class PolicyUpdater:
         self.cg_iters, self.cg_tol = cg_iters, cg_tol
         self.backtrack_coeff = backtrack_coeff
         self.max_backtracks = max_backtracks
+        self.damped_step_size = damped_step_size
         self.num_updates = 0
 
     def hyper(self, value: Hyper) -> float:
@@ -381,11 +383,13 @@ class PolicyUpdater:
                 direction = -g
             if self.step_rule == "learning_rate":
                 full_step = self.hyper(self.lr) * direction
-            else:  # the step whose quadratic KL model 0.5 s^T F s equals max_kl; the
-                # damping regularises the direction only, so it is taken out of d^T F d
-                dFd = torch.dot(direction, Fvp(direction)) - damping * torch.dot(
-                    direction, direction
-                )
+            else:  # the step whose quadratic KL model 0.5 s^T F s equals max_kl. By default
+                # the damping regularises the direction only and is taken out of d^T F d;
+                # damped_step_size keeps it (OpenAI baselines, Spinning Up, sb3-contrib),
+                # a smaller, more conservative step
+                dFd = torch.dot(direction, Fvp(direction))
+                if not self.damped_step_size:
+                    dFd = dFd - damping * torch.dot(direction, direction)
                 full_step = torch.sqrt(2 * max_kl / dFd.clamp_min(1e-12)) * direction
         loss_before = float(loss.detach())
         if not (math.isfinite(loss_before) and torch.isfinite(full_step).all()):
@@ -443,6 +447,7 @@ class NaturalPolicyGradientUpdater(PolicyUpdater):
         cg_iters: int = 10,
         cg_tol: float = 1e-10,
         fvp: str = "double_backprop",
+        damped_step_size: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -453,6 +458,7 @@ class NaturalPolicyGradientUpdater(PolicyUpdater):
             cg_iters=cg_iters,
             cg_tol=cg_tol,
             fvp=fvp,
+            damped_step_size=damped_step_size,
         )
 
 
@@ -479,6 +485,7 @@ class TrustRegionUpdater(PolicyUpdater):
         backtrack_coeff: float = 0.8,
         max_backtracks: int = 10,
         fvp: str = "double_backprop",
+        damped_step_size: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -491,4 +498,5 @@ class TrustRegionUpdater(PolicyUpdater):
             backtrack_coeff=backtrack_coeff,
             max_backtracks=max_backtracks,
             fvp=fvp,
+            damped_step_size=damped_step_size,
         )
