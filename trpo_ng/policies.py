@@ -1,4 +1,9 @@
-"""Networks: observations -> action distribution (policy), observations -> value."""
+"""Networks: observations -> action distribution (policy), observations -> value.
+
+``Policy`` and ``ValueFunction`` pick an observation encoder by the observation space (flat,
+Dict, Discrete, or a CNN for images) and ``Policy`` picks the distribution by the action
+space; ``MLPPolicy`` and ``MLPValue`` are the same networks that never use a CNN.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,17 @@ import math
 from collections.abc import Sequence
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trpo_ng.distributions import ActionDistribution, Categorical, DiagGaussian
+from trpo_ng.distributions import (
+    ActionDistribution,
+    Bernoulli,
+    Categorical,
+    DiagGaussian,
+    MultiCategorical,
+)
+from trpo_ng.encoders import Obs, make_encoder
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -43,15 +54,49 @@ def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
 
 
 def flat_obs_dim(space: gym.Space) -> int:
-    if not isinstance(space, gym.spaces.Box):
-        raise ValueError(f"unsupported observation space {space}; trpo-ng supports Box for now")
-    return int(np.prod(space.shape))
+    """Size of the flattened observation (Box, Dict of Box or Discrete as one-hot)."""
+    return make_encoder(space, kind="flatten").out_dim
 
 
-class MLPPolicy(nn.Module):
-    """obs_BD -> action distribution: Categorical for Discrete, DiagGaussian for Box actions.
+def action_head(space: gym.Space) -> tuple[str, int, tuple[int, ...]]:
+    """(distribution kind, network output width, MultiDiscrete component sizes) for ``space``.
 
-    The Gaussian's log-std is a state-independent parameter (TRPO paper, sec. 8).
+    ==================  =================  ===========================================
+    action space        distribution       network output
+    ==================  =================  ===========================================
+    Discrete(n)         Categorical        n logits
+    MultiDiscrete(nvec) MultiCategorical   sum(nvec) logits, split by nvec
+    MultiBinary(n)      Bernoulli          n logits
+    Box (d,)            DiagGaussian       d means; log-std a state-independent param
+    ==================  =================  ===========================================
+    """
+    if isinstance(space, gym.spaces.Discrete):
+        return "categorical", int(space.n), ()
+    if isinstance(space, gym.spaces.MultiDiscrete) and len(space.nvec.shape) == 1:
+        nvec = tuple(int(n) for n in space.nvec)
+        return "multi_categorical", sum(nvec), nvec
+    if isinstance(space, gym.spaces.MultiBinary) and len(space.shape) == 1:
+        return "bernoulli", int(space.shape[0]), ()
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return "gaussian", int(space.shape[0]), ()
+    raise ValueError(
+        f"unsupported action space {space}; trpo-ng supports Discrete, 1-D MultiDiscrete, "
+        "1-D MultiBinary and 1-D Box"
+    )
+
+
+class Policy(nn.Module):
+    """obs -> encoder -> MLP -> action distribution, each part chosen by a space.
+
+    The encoder comes from the observation space (``trpo_ng.encoders.make_encoder``: flat,
+    Dict, Discrete, or a Nature CNN for images when ``encoder`` is "auto"), the distribution
+    from the action space (``action_head``). The MLP has ``hidden_sizes`` (may be empty: a
+    linear head on the encoder's features, as on Atari) and a small output gain (0.01), so the
+    initial policy is close to uniform / zero-mean. The Gaussian's log-std is a
+    state-independent parameter (TRPO paper, sec. 8).
+
+    Parameters, in ``parameters()`` order: ``log_std`` (Gaussian only), ``encoder.*`` (CNN
+    only), ``net.*``; an ``MLPPolicy`` has the names and order it always had.
     """
 
     def __init__(
@@ -62,34 +107,83 @@ class MLPPolicy(nn.Module):
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "tanh",
         init_log_std: float = 0.0,
+        encoder: str = "auto",
+        cnn_features: int = 512,
     ) -> None:
         super().__init__()
-        obs_dim = flat_obs_dim(observation_space)
-        if isinstance(action_space, gym.spaces.Discrete):
-            self.net = mlp(
-                obs_dim, hidden_sizes, int(action_space.n), activation=activation, out_gain=0.01
-            )
-            self.log_std = None
-        elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-            act_dim = action_space.shape[0]
-            self.net = mlp(obs_dim, hidden_sizes, act_dim, activation=activation, out_gain=0.01)
-            self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
-        else:
-            raise ValueError(
-                f"unsupported action space {action_space}; trpo-ng supports Discrete and 1-D Box"
-            )
+        self.kind, out_dim, self.nvec = action_head(action_space)
+        self.encoder = make_encoder(observation_space, kind=encoder, cnn_features=cnn_features)
+        self.net = mlp(
+            self.encoder.out_dim, hidden_sizes, out_dim, activation=activation, out_gain=0.01
+        )
+        self.log_std = (
+            nn.Parameter(torch.full((out_dim,), float(init_log_std)))
+            if self.kind == "gaussian"
+            else None
+        )
 
-    def forward(self, obs_BD: Tensor) -> ActionDistribution:
-        out = self.net(obs_BD.flatten(1))
-        if self.log_std is None:
+    def forward(self, obs: Obs) -> ActionDistribution:
+        out = self.net(_features(self.encoder, obs, self.net))
+        if self.kind == "categorical":
             return Categorical(out)
+        if self.kind == "multi_categorical":
+            return MultiCategorical.from_flat(out, self.nvec)
+        if self.kind == "bernoulli":
+            return Bernoulli(out)
         # clone: a distribution must not alias a parameter, or an "old" policy kept for the
         # KL would move with the update
         return DiagGaussian(out, self.log_std.clone())
 
 
-class MLPValue(nn.Module):
-    """obs_BD -> V(s)_B."""
+class ValueFunction(nn.Module):
+    """obs -> encoder -> MLP -> V(s)_B, the encoder chosen as in ``Policy`` (its own weights)."""
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        *,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        encoder: str = "auto",
+        cnn_features: int = 512,
+    ) -> None:
+        super().__init__()
+        self.encoder = make_encoder(observation_space, kind=encoder, cnn_features=cnn_features)
+        self.net = mlp(self.encoder.out_dim, hidden_sizes, 1, activation=activation, out_gain=1.0)
+
+    def forward(self, obs: Obs) -> Tensor:
+        return self.net(_features(self.encoder, obs, self.net)).squeeze(-1)
+
+
+def _features(encoder: nn.Module, obs: Obs, net: nn.Sequential) -> Tensor:
+    """The encoder's features in the MLP's dtype (a no-op when they already agree)."""
+    return encoder(obs).to(net[0].weight.dtype)
+
+
+class MLPPolicy(Policy):
+    """``Policy`` without a CNN: observations are flattened (Box, Dict of Box, Discrete)."""
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        init_log_std: float = 0.0,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            hidden_sizes=hidden_sizes,
+            activation=activation,
+            init_log_std=init_log_std,
+            encoder="flatten",
+        )
+
+
+class MLPValue(ValueFunction):
+    """``ValueFunction`` without a CNN: observations are flattened."""
 
     def __init__(
         self,
@@ -98,10 +192,6 @@ class MLPValue(nn.Module):
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "tanh",
     ) -> None:
-        super().__init__()
-        self.net = mlp(
-            flat_obs_dim(observation_space), hidden_sizes, 1, activation=activation, out_gain=1.0
+        super().__init__(
+            observation_space, hidden_sizes=hidden_sizes, activation=activation, encoder="flatten"
         )
-
-    def forward(self, obs_BD: Tensor) -> Tensor:
-        return self.net(obs_BD.flatten(1)).squeeze(-1)
