@@ -7,7 +7,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
-EXTRAS ?= dev,mujoco
+EXTRAS ?= dev,mujoco,ray
 BIN    := $(VENV)/bin
 
 .PHONY: install train test lint clean

@@ -92,4 +92,4 @@ def test_unsupported_action_space_is_a_clear_error():
 
     obs = gym.spaces.Box(-1, 1, (3,))
     with pytest.raises(ValueError, match="unsupported action space"):
-        MLPPolicy(obs, gym.spaces.MultiBinary(3))
+        MLPPolicy(obs, gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3))))

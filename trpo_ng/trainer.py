@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,8 +37,15 @@ from trpo_ng.checkpoint import (
 from trpo_ng.config import Config, ConfigError, config_to_dict, dump_config
 from trpo_ng.logging import Logger
 from trpo_ng.normalization import ObservationNormalizer, RewardScaler
-from trpo_ng.rollout import Actor, Batch, RolloutWorker, evaluate
-from trpo_ng.vector import VectorEnv, make_vector_env
+from trpo_ng.rollout import (
+    Actor,
+    Batch,
+    RolloutWorker,
+    WorkerError,
+    Workers,
+    evaluate,
+    make_workers,
+)
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
@@ -75,6 +83,7 @@ class Progress:
     steps: int = 0
     next_eval: int = 0
     skipped_updates: int = 0
+    worker_restarts: int = 0  # rollout workers replaced after a fault
     consecutive_skips: int = 0
     eval_history: list[list[float]] = field(default_factory=list)  # [steps, mean return]
 
@@ -139,7 +148,7 @@ def _env_errors(env_id: str) -> Iterator[None]:
 
 
 def make_normalizers(
-    cfg: Config, vec_env: VectorEnv
+    cfg: Config, vec_env: Workers
 ) -> tuple[ObservationNormalizer | None, RewardScaler | None]:
     n = cfg.normalize
     obs_norm = (
@@ -242,20 +251,18 @@ def train(
     progress = Progress(next_eval=cfg.eval.every)
     if checkpoint is not None:
         progress = Progress(**checkpoint["progress"])
-    with _env_errors(cfg.env_id):
-        vec_env = make_vector_env(
-            cfg.env_id, num_envs=cfg.rollout.num_envs, backend=cfg.rollout.backend
-        )
-        eval_env = gym.make(cfg.env_id)
-    try:
-        from agents import make_agent  # agents are built from trpo_ng, so imported late
+    from agents import make_agent  # agents are built from trpo_ng, so imported late
 
-        try:
-            agent: Agent = make_agent(
-                cfg, vec_env.single_observation_space, vec_env.single_action_space
-            )
-        except ValueError as e:  # an env whose spaces no policy supports
+    with _env_errors(cfg.env_id):
+        eval_env = gym.make(cfg.env_id)
+    vec_env: Workers | None = None
+    try:
+        try:  # before any worker starts: spaces no policy supports are a config error
+            agent: Agent = make_agent(cfg, eval_env.observation_space, eval_env.action_space)
+        except ValueError as e:
             raise ConfigError(f"env {cfg.env_id!r}: {e}") from None
+        with _env_errors(cfg.env_id):  # envs, subprocesses or Ray actors (each its own agent)
+            vec_env = make_workers(cfg, agent_factory=partial(make_agent, cfg))
         obs_norm, rew_scale = make_normalizers(cfg, vec_env)
         if checkpoint is not None:
             load_model_state(checkpoint["model"], agent, obs_norm, source=path)
@@ -272,6 +279,7 @@ def train(
             seed=env_seed(cfg.seed, progress.iteration),
             obs_normalizer=obs_norm,
             reward_scaler=rew_scale,
+            max_restarts=cfg.rollout.max_worker_restarts,
         )
         # purge_step: TensorBoard drops points a crashed run logged after its last checkpoint
         logger = Logger(
@@ -280,7 +288,8 @@ def train(
             purge_step=progress.steps + 1 if checkpoint is not None else None,
         )
     except BaseException:
-        vec_env.close()
+        if vec_env is not None:
+            vec_env.close()
         eval_env.close()
         raise
 
@@ -322,7 +331,14 @@ def train(
     try:
         with stop_on_signals() as received:
             while progress.iteration < iterations and not received:
-                _iteration(cfg, agent, worker, logger, progress, start, start_steps, run_eval)
+                try:
+                    _iteration(cfg, agent, worker, logger, progress, start, start_steps, run_eval)
+                except WorkerError as e:  # raised while collecting: the agent is untouched
+                    save_checkpoint()
+                    raise TrainingError(
+                        f"{e}; stopped at {progress.steps} steps, checkpoint kept in "
+                        f"{run_dir / CHECKPOINT_DIR}"
+                    ) from None
                 if progress.consecutive_skips >= cfg.max_skipped_updates:
                     save_checkpoint()
                     raise TrainingError(
@@ -387,6 +403,10 @@ def _iteration(
     progress.skipped_updates += int(stats.skipped)
     scalars = stats.scalars()
     scalars["train/skipped_updates"] = float(progress.skipped_updates)
+    for fault in worker.faults:
+        print(f"trpo-ng: {fault}", file=sys.stderr)
+    progress.worker_restarts += worker.restarts
+    scalars["rollout/worker_restarts"] = float(progress.worker_restarts)
     if batch.episode_returns:
         scalars["rollout/ep_return"] = float(np.mean(batch.episode_returns))
         scalars["rollout/ep_length"] = float(np.mean(batch.episode_lengths))

@@ -1,13 +1,15 @@
 """Vector environments behind one small interface: ``reset(seed)`` and ``step(actions)``.
 
 Both kinds reset an episode in the same step it ends and hand back its final observation, the
-way the rollout needs it for bootstrapping at a time limit. Episode returns and lengths come
-from Gymnasium's own RecordEpisodeStatistics wrapper.
+way the rollout needs it for bootstrapping at a time limit. ``step`` is ``step_async`` then
+``step_wait``, so a rollout can step several vector envs at once.
 
 - ``SerialVectorEnv``: N envs stepped in a loop in this process. It writes into preallocated
   arrays and merges no info dicts, which is most of what Gymnasium's SyncVectorEnv spends
-  per step on small envs.
-- ``SubprocessVectorEnv``: Gymnasium's AsyncVectorEnv, one process per env.
+  per step on small envs. Episode statistics: Gymnasium's RecordEpisodeStatistics wrapper.
+- ``SubprocessVectorEnv``: Gymnasium's AsyncVectorEnv, one process per env. Episode returns
+  and lengths are summed here in float64, as Gymnasium's wrappers do, so both kinds report
+  the same numbers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers import RecordEpisodeStatistics
-from gymnasium.wrappers.vector import RecordEpisodeStatistics as RecordVectorEpisodeStatistics
 
 
 @dataclass
@@ -46,6 +47,7 @@ class SerialVectorEnv:
         self._rew = np.zeros(num_envs)
         self._term = np.zeros(num_envs, dtype=bool)
         self._trunc = np.zeros(num_envs, dtype=bool)
+        self._actions: np.ndarray | None = None
 
     def reset(self, *, seed: int) -> np.ndarray:
         """Env i starts from ``seed + i``, as Gymnasium's vector envs do."""
@@ -54,6 +56,16 @@ class SerialVectorEnv:
         return self._obs.copy()
 
     def step(self, actions: np.ndarray) -> Step:
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self) -> Step:
+        actions, self._actions = self._actions, None
+        if actions is None:
+            raise RuntimeError("step_wait without step_async")
         final_obs: dict[int, np.ndarray] = {}
         episodes: list[tuple[float, int]] = []
         for i, env in enumerate(self.envs):
@@ -73,7 +85,7 @@ class SerialVectorEnv:
             episodes,
         )
 
-    def close(self) -> None:
+    def close(self, *, terminate: bool = False) -> None:
         for env in self.envs:
             env.close()
 
@@ -85,7 +97,7 @@ class SubprocessVectorEnv:
         # workers ignore Ctrl-C: the trainer, not the terminal, decides when they stop
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            envs = gym.make_vec(
+            self.envs = gym.make_vec(
                 env_id,
                 num_envs=num_envs,
                 vectorization_mode="async",
@@ -93,26 +105,41 @@ class SubprocessVectorEnv:
             )
         finally:
             signal.signal(signal.SIGINT, previous)
-        self.envs = RecordVectorEpisodeStatistics(envs)
         self.num_envs = num_envs
-        self.single_observation_space = envs.single_observation_space
-        self.single_action_space = envs.single_action_space
+        self.single_observation_space = self.envs.single_observation_space
+        self.single_action_space = self.envs.single_action_space
+        self._returns = np.zeros(num_envs)
+        self._lengths = np.zeros(num_envs, dtype=np.int64)
 
     def reset(self, *, seed: int) -> np.ndarray:
         obs, _ = self.envs.reset(seed=seed)
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
         return obs
 
     def step(self, actions: np.ndarray) -> Step:
-        obs, rew, term, trunc, info = self.envs.step(actions)
-        final_obs = {int(i): info["final_obs"][i] for i in np.flatnonzero(term | trunc)}
-        episodes = []
-        if "episode" in info:
-            for i in np.flatnonzero(info["_episode"]):
-                episodes.append((float(info["episode"]["r"][i]), int(info["episode"]["l"][i])))
-        return Step(obs, np.asarray(rew, dtype=np.float64), term, trunc, final_obs, episodes)
+        self.step_async(actions)
+        return self.step_wait()
 
-    def close(self) -> None:
-        self.envs.close()
+    def step_async(self, actions: np.ndarray) -> None:
+        self.envs.step_async(actions)
+
+    def step_wait(self) -> Step:
+        obs, rew, term, trunc, info = self.envs.step_wait()
+        rew = np.asarray(rew, dtype=np.float64)
+        self._returns += rew
+        self._lengths += 1
+        done = np.flatnonzero(term | trunc)
+        final_obs = {int(i): info["final_obs"][i] for i in done}
+        episodes = [(float(self._returns[i]), int(self._lengths[i])) for i in done]
+        self._returns[done] = 0.0
+        self._lengths[done] = 0
+        return Step(obs, rew, term, trunc, final_obs, episodes)
+
+    def close(self, *, terminate: bool = False) -> None:
+        """``terminate``: kill the env processes instead of asking them to close (after a
+        fault, when one of them may be dead or stuck)."""
+        self.envs.close(terminate=terminate)
 
 
 VectorEnv = SerialVectorEnv | SubprocessVectorEnv
