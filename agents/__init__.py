@@ -19,6 +19,8 @@ def make_agent(
     common = dict(
         hidden_sizes=cfg.network.hidden_sizes,
         activation=cfg.network.activation,
+        encoder=cfg.network.encoder,
+        cnn_features=cfg.network.cnn_features,
         value_epochs=cfg.value.epochs,
         value_minibatch_size=cfg.value.minibatch_size,
         value_lr=make_schedule(

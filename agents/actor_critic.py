@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 
 from trpo_ng.natural_gradient import Hyper, PolicyUpdater, UpdateStats, module_distribution_fn
-from trpo_ng.policies import MLPPolicy, MLPValue
+from trpo_ng.policies import Policy, ValueFunction
 from trpo_ng.rollout import Batch
 
 
@@ -30,6 +30,7 @@ class AgentStats:
     entropy: float
     policy_update_s: float
     value_update_s: float
+    log_std: Tensor | None = None  # a Gaussian policy's log-std after the update
 
     @property
     def skipped(self) -> bool:
@@ -39,6 +40,9 @@ class AgentStats:
     def skipped_update(cls) -> AgentStats:
         nan = float("nan")
         return cls(UpdateStats.skipped_step(), nan, nan, nan, 0.0, 0.0)
+
+    def histograms(self) -> dict[str, Tensor]:
+        return {} if self.log_std is None else {"policy/log_std": self.log_std}
 
     def scalars(self) -> dict[str, float]:
         """Values to log, by TensorBoard tag."""
@@ -73,6 +77,8 @@ class ActorCriticAgent:
         make_updater: UpdaterFactory,
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "tanh",
+        encoder: str = "auto",
+        cnn_features: int = 512,
         value_epochs: int = 10,
         value_minibatch_size: int = 128,
         value_lr: Hyper = 1e-3,
@@ -83,12 +89,14 @@ class ActorCriticAgent:
         (the TRPO paper, sec. 6, evaluates the Fisher on a subsample to cut its cost)."""
         if fisher_subsample < 1:
             raise ValueError(f"fisher_subsample must be >= 1, got {fisher_subsample}")
-        self.policy = MLPPolicy(
-            observation_space, action_space, hidden_sizes=hidden_sizes, activation=activation
+        network = dict(
+            hidden_sizes=hidden_sizes,
+            activation=activation,
+            encoder=encoder,
+            cnn_features=cnn_features,
         )
-        self.value_fn = MLPValue(
-            observation_space, hidden_sizes=hidden_sizes, activation=activation
-        )
+        self.policy = Policy(observation_space, action_space, **network)
+        self.value_fn = ValueFunction(observation_space, **network)
         self.updater = make_updater(self.policy.parameters())
         self.value_lr = value_lr  # a constant or a schedule of the update count
         self.value_optimizer = torch.optim.Adam(self.value_fn.parameters(), lr=1.0, fused=True)
@@ -135,11 +143,11 @@ class ActorCriticAgent:
             closure, dist_fn=module_distribution_fn(self.policy, fisher_obs)
         )
         t1 = time.perf_counter()
+        if policy_stats.skipped:  # non-finite gradient or step: leave the value function too
+            return AgentStats.skipped_update()
         ret_B = ret_TN.flatten()
         values_B = batch.values_TN.flatten()
         value_loss = self._fit_value(obs_BD, ret_B)
-        if policy_stats.skipped:  # non-finite gradient or step: leave the value function too
-            return AgentStats.skipped_update()
         return AgentStats(
             policy_update_s=t1 - t0,
             value_update_s=time.perf_counter() - t1,
@@ -147,6 +155,7 @@ class ActorCriticAgent:
             value_loss=value_loss,
             explained_variance=explained_variance(values_B, ret_B),
             entropy=float(old.entropy().mean()),
+            log_std=None if self.policy.log_std is None else self.policy.log_std.detach().clone(),
         )
 
     def _fit_value(self, obs_BD: Tensor, ret_B: Tensor) -> float:

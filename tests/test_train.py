@@ -7,6 +7,7 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from agents.trpo import TRPOAgent
 from trpo_ng.checkpoint import load_model
@@ -57,6 +58,18 @@ def test_train_command_solves_cartpole_within_100k_steps(tmp_path):
     events.Reload()
     assert TAGS <= set(events.Tags()["scalars"])
     assert "config/text_summary" in events.Tags()["tensors"]
+    # the dashboard: custom scalar layout, histograms, and an hparams entry with the result
+    assert "custom_scalars__config__" in events.Tags()["tensors"]
+    assert {"rollout/actions", "train/advantages"} <= set(events.Tags()["histograms"])
+    plugin_tags = {
+        (v.metadata.plugin_data.plugin_name, v.tag)
+        for f in sorted(run.glob("events.*"))
+        for ev in EventFileLoader(str(f)).Load()
+        if ev.HasField("summary")
+        for v in ev.summary.value
+    }
+    assert ("hparams", "_hparams_/experiment") in plugin_tags
+    assert ("scalars", "hparam/final_eval_return") in plugin_tags
     evals = events.Scalars("eval/return_mean")
     assert max(e.step for e in events.Scalars("train/kl")) <= 100_000
     assert evals[-1].value >= 475, [(e.step, e.value) for e in evals]

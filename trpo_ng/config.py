@@ -94,8 +94,22 @@ class CheckpointConfig:
 
 @dataclass
 class NetworkConfig:
+    """MLP on the observation's features; for uint8 image observations the features come
+    from the Nature CNN (Mnih et al. 2015) when ``encoder`` is auto or cnn."""
+
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
+    encoder: str = "auto"  # auto: CNN for uint8 images, else flatten | flatten | cnn
+    cnn_features: int = 512  # the CNN's last linear layer (Mnih et al. 2015)
+
+
+@dataclass
+class WrappersConfig:
+    """Per-env preprocessing, the same for the training and the evaluation envs; Dict
+    observations are always flattened (gymnasium FlattenObservation)."""
+
+    atari: bool = False  # AtariPreprocessing: 30 no-op resets, frame skip 4, 84x84 grayscale
+    frame_stack: int = 1  # FrameStackObservation(k) when k > 1 (4 on Atari: Mnih et al. 2015)
 
 
 @dataclass
@@ -116,6 +130,7 @@ class Config:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    wrappers: WrappersConfig = field(default_factory=WrappersConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
@@ -124,6 +139,7 @@ AGENTS = ("trpo", "npg", "vpg")
 BACKENDS = ("sync", "subprocess", "ray")
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
 FVPS = ("analytic", "double_backprop")
+ENCODERS = ("auto", "flatten", "cnn")
 
 
 # --------------------------------------------------------------------------- loading
@@ -273,6 +289,9 @@ def validate(cfg: Config) -> None:
             cfg.network.activation in ACTIVATIONS,
             f"one of {', '.join(ACTIVATIONS)}",
         ),
+        ("network.encoder", cfg.network.encoder in ENCODERS, f"one of {', '.join(ENCODERS)}"),
+        ("network.cnn_features", cfg.network.cnn_features >= 1, ">= 1"),
+        ("wrappers.frame_stack", cfg.wrappers.frame_stack >= 1, ">= 1"),
     ]
     for key, ok, expected in checks:
         if not ok:

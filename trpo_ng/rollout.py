@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from envs.wrappers import make_wrappers
 from trpo_ng.normalization import ObservationNormalizer, RewardScaler
 from trpo_ng.spaces import (
     action_dtype,
@@ -70,7 +71,8 @@ class Actor(Protocol):
     """What a rollout worker needs from an agent."""
 
     def act(self, obs_BD: Tensor, deterministic: bool = False) -> Tensor:
-        """Actions for a batch of observations: (B,) for Discrete, (B, A) for Box."""
+        """Actions for a batch of observations: (B,) for Discrete; (B, A) for MultiDiscrete,
+        MultiBinary and Box (``trpo_ng.spaces``)."""
         ...
 
     def value(self, obs_BD: Tensor) -> Tensor:
@@ -90,7 +92,7 @@ class Batch:
     """
 
     obs_TND: Tensor
-    act_TN: Tensor  # (T, N) or (T, N, A)
+    act_TN: Tensor  # (T, N) or (T, N, A); int64 for (Multi)Discrete, float32 otherwise
     rew_TN: Tensor
     term_TN: Tensor
     trunc_TN: Tensor
@@ -114,8 +116,8 @@ class Share:
     them for the whole batch in one pass.
     """
 
-    obs_TED: np.ndarray  # float32, as the agent saw them
-    act_TE: np.ndarray  # (T, E) int64 or (T, E, A) float32
+    obs_TED: np.ndarray  # as the agent saw them: float32, or uint8 images
+    act_TE: np.ndarray  # (T, E) int64 or (T, E, A) int64 / float32 (``trpo_ng.spaces``)
     rew_TE: np.ndarray  # float32
     term_TE: np.ndarray
     trunc_TE: np.ndarray
@@ -461,12 +463,20 @@ def make_workers(
     """The workers ``cfg.rollout`` asks for. ``agent_factory(observation_space,
     action_space)`` builds each Ray actor's copy of the agent (it must pickle; weights come
     from the trainer's agent every batch). Every worker's envs come from ``make_vector_env``
-    (in a Ray actor too, where they are stepped in the actor's process)."""
+    (in a Ray actor too, where they are stepped in the actor's process), each env with the
+    wrappers ``cfg.wrappers`` asks for (``envs.wrappers.make_wrappers``; they pickle)."""
     r = cfg.rollout
     per_worker = envs_per_worker(r)
+    wrappers = make_wrappers(atari=cfg.wrappers.atari, frame_stack=cfg.wrappers.frame_stack)
     if r.backend in ("sync", "subprocess"):
         return LocalWorkers(
-            partial(make_vector_env, cfg.env_id, num_envs=per_worker, backend=r.backend),
+            partial(
+                make_vector_env,
+                cfg.env_id,
+                num_envs=per_worker,
+                backend=r.backend,
+                wrappers=wrappers,
+            ),
             num_workers=r.num_workers,
             lockstep=r.backend == "subprocess",
         )
@@ -476,7 +486,9 @@ def make_workers(
         if agent_factory is None:
             raise ValueError("the ray backend needs an agent_factory")
         return RayWorkers(
-            partial(make_vector_env, cfg.env_id, num_envs=per_worker, backend="sync"),
+            partial(
+                make_vector_env, cfg.env_id, num_envs=per_worker, backend="sync", wrappers=wrappers
+            ),
             num_workers=r.num_workers,
             agent_factory=agent_factory,
             torch_threads=cfg.torch_threads,
@@ -661,9 +673,7 @@ def evaluate(
             action = agent.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[
                 0
             ].numpy()
-            if isinstance(env.action_space, gym.spaces.Box):
-                action = np.clip(action, env.action_space.low, env.action_space.high)
-            obs, rew, term, trunc, _ = env.step(action)
+            obs, rew, term, trunc, _ = env.step(to_env_action(env.action_space, action))
             total += float(rew)
             done = term or trunc
         returns.append(total)

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 import envs as _custom_envs  # noqa: F401  (registers the custom environments)
+from envs.wrappers import make_env as make_wrapped_env
+from envs.wrappers import make_wrappers
 from trpo_ng.checkpoint import (
     CheckpointError,
     list_checkpoints,
@@ -24,6 +26,7 @@ from trpo_ng.checkpoint import (
 )
 from trpo_ng.config import Config, ConfigError, config_from_dict
 from trpo_ng.normalization import ObservationNormalizer
+from trpo_ng.spaces import to_env_action
 from trpo_ng.trainer import CHECKPOINT_DIR, MODEL_FILE, Agent, load_model_state
 
 
@@ -56,7 +59,8 @@ class SavedAgent:
 
     def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Action(s) for one raw observation or a batch of them (leading axis), as numpy arrays
-        ready for ``env.step``: the distribution's mode by default, clipped to a Box's bounds."""
+        ready for ``env.step``: the distribution's mode by default, clipped to a Box's bounds,
+        shifted by a (Multi)Discrete's start, as int8 bits for MultiBinary."""
         obs = np.asarray(obs)
         shape = tuple(self.observation_space.shape)
         single = obs.shape == shape
@@ -71,26 +75,32 @@ class SavedAgent:
         with torch.inference_mode():
             obs_t = torch.as_tensor(obs_BD, dtype=torch.float32)
             action = self.agent.act(obs_t, deterministic=deterministic).numpy()
-        if isinstance(self.action_space, gym.spaces.Box):
-            action = np.clip(action, self.action_space.low, self.action_space.high)
+        action = to_env_action(self.action_space, action)
         return action[0] if single else action
 
     def make_env(self, render_mode: str | None = None) -> gym.Env:
-        """A fresh single env of the saved task."""
-        return make_env(self.env_id, render_mode=render_mode)
+        """A fresh single env of the saved task, with the wrappers it was trained with."""
+        return make_env(self.env_id, render_mode=render_mode, config=self.config)
 
     def __repr__(self) -> str:
         return f"SavedAgent({self.config.agent} on {self.env_id}, from {self.source})"
 
 
-def make_env(env_id: str, *, render_mode: str | None = None) -> gym.Env:
-    """``gym.make``, with a bad env id or a missing dependency as a one-line ConfigError."""
+def make_env(
+    env_id: str, *, render_mode: str | None = None, config: Config | None = None
+) -> gym.Env:
+    """``gym.make`` with the config's wrappers (as in training), with a bad env id, a missing
+    dependency or a wrapper that does not fit the env as a one-line ConfigError."""
+    w = config.wrappers if config is not None else None
+    wrappers = make_wrappers(atari=w.atari, frame_stack=w.frame_stack) if w else []
     try:
-        return gym.make(env_id, render_mode=render_mode)
+        return make_wrapped_env(env_id, wrappers, render_mode=render_mode)
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(f"env {env_id!r} needs an optional dependency: {e}") from None
     except gym.error.Error as e:
         raise ConfigError(f"cannot make env {env_id!r}: {e}") from None
+    except ValueError as e:  # e.g. wrappers.atari on an env with its own frame skip
+        raise ConfigError(f"env {env_id!r}: {e}") from None
 
 
 def read_saved(path: str | Path) -> tuple[Path, dict[str, Any], Config, list[str]]:
@@ -138,7 +148,7 @@ def load_agent(path: str | Path) -> SavedAgent:
     from agents import make_agent  # agents are built from trpo_ng, so imported late
 
     file, state, config, skipped = read_saved(path)
-    env = make_env(config.env_id)
+    env = make_env(config.env_id, config=config)
     try:
         obs_space, act_space = env.observation_space, env.action_space
         render_modes = tuple(env.metadata.get("render_modes") or ())

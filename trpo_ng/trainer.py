@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import envs as _custom_envs  # noqa: F401  (registers the custom environments)
+from envs.wrappers import make_env, make_wrappers
 from trpo_ng import __version__
 from trpo_ng.advantages import gae
 from trpo_ng.checkpoint import (
@@ -35,6 +36,7 @@ from trpo_ng.checkpoint import (
     write_checkpoint,
 )
 from trpo_ng.config import Config, ConfigError, config_to_dict, dump_config
+from trpo_ng.encoders import is_image_space
 from trpo_ng.logging import Logger
 from trpo_ng.normalization import ObservationNormalizer, RewardScaler
 from trpo_ng.rollout import (
@@ -62,6 +64,10 @@ class Stats(Protocol):
 
     def scalars(self) -> dict[str, float]:
         """Values to log, by full TensorBoard tag (train/..., time/...)."""
+        ...
+
+    def histograms(self) -> dict[str, torch.Tensor]:
+        """Distributions to log, by full TensorBoard tag (e.g. the policy's log-std)."""
         ...
 
 
@@ -135,16 +141,24 @@ def make_run_dir(cfg: Config, config_name: str) -> Path:
 
 @contextmanager
 def _env_errors(env_id: str) -> Iterator[None]:
-    """Gymnasium's errors for a bad env id or a missing extra become one-line config errors."""
+    """Gymnasium's errors for a bad env id or a missing extra, and a ValueError (a space no
+    rollout supports, a wrapper that does not fit the env) become one-line config errors."""
     try:
         yield
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(
             f"env {env_id!r} needs an optional dependency ({e}); for MuJoCo tasks: "
-            "pip install 'trpo-ng[mujoco]'"
+            "pip install 'trpo-ng[mujoco]', for Atari: pip install 'trpo-ng[atari]'"
         ) from None
     except gym.error.Error as e:
-        raise ConfigError(f"config key 'env_id': cannot make {env_id!r}: {e}") from None
+        hint = ""
+        if "NoFrameskip" in env_id or env_id.startswith("ALE/"):
+            hint = " (Atari envs need: pip install 'trpo-ng[atari]')"
+        raise ConfigError(f"config key 'env_id': cannot make {env_id!r}: {e}{hint}") from None
+    except ConfigError:  # a ValueError too, already one line (a missing extra)
+        raise
+    except ValueError as e:
+        raise ConfigError(f"env {env_id!r}: {e}") from None
 
 
 def make_normalizers(
@@ -160,6 +174,23 @@ def make_normalizers(
         RewardScaler(vec_env.num_envs, gamma=cfg.gamma, clip=n.clip_rewards) if n.rewards else None
     )
     return obs_norm, rew_scale
+
+
+def hparams_of(cfg: Config) -> dict[str, Any]:
+    """The config's scalar settings under dotted names, for TensorBoard's HPARAMS tab."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            elif isinstance(value, bool | int | float | str):
+                flat[f"{prefix}{key}"] = value
+            else:
+                flat[f"{prefix}{key}"] = str(value)
+
+    walk(config_to_dict(cfg), "")
+    return flat
 
 
 def model_state(agent: Agent, obs_norm: ObservationNormalizer | None) -> dict[str, Any]:
@@ -253,10 +284,16 @@ def train(
         progress = Progress(**checkpoint["progress"])
     from agents import make_agent  # agents are built from trpo_ng, so imported late
 
-    with _env_errors(cfg.env_id):
-        eval_env = gym.make(cfg.env_id)
+    with _env_errors(cfg.env_id):  # the eval env sees what the training envs see
+        wrappers = make_wrappers(atari=cfg.wrappers.atari, frame_stack=cfg.wrappers.frame_stack)
+        eval_env = make_env(cfg.env_id, wrappers)
     vec_env: Workers | None = None
     try:
+        if cfg.normalize.observations and is_image_space(eval_env.observation_space):
+            raise ConfigError(
+                "config key 'normalize.observations' must be false for image observations "
+                "(the CNN scales pixels by 1/255)"
+            )
         try:  # before any worker starts: spaces no policy supports are a config error
             agent: Agent = make_agent(cfg, eval_env.observation_space, eval_env.action_space)
         except ValueError as e:
@@ -317,17 +354,25 @@ def train(
         )
         mean = float(np.mean(returns))
         logger.scalars(
-            {"eval/return_mean": mean, "eval/return_std": float(np.std(returns))}, progress.steps
+            {
+                "eval/return_mean": mean,
+                "eval/return_std": float(np.std(returns)),
+                "eval/return_min": float(np.min(returns)),
+                "eval/return_max": float(np.max(returns)),
+            },
+            progress.steps,
         )
         progress.eval_history.append([progress.steps, mean])
         return mean
 
     if checkpoint is None:
         logger.text("config", "```yaml\n" + dump_config(cfg) + "```")
+        logger.layout()
     batch_steps = cfg.rollout.num_envs * cfg.rollout.steps_per_env
     iterations = max(1, cfg.total_steps // batch_steps)  # never past the budget
     stopped_by: int | None = None
     start, start_steps = time.perf_counter(), progress.steps
+    logger.start_progress(iterations * batch_steps, initial=progress.steps)
     try:
         with stop_on_signals() as received:
             while progress.iteration < iterations and not received:
@@ -362,6 +407,10 @@ def train(
                         "steps": progress.steps,
                         "config": config_to_dict(cfg),
                     },
+                )
+                logger.hparams(
+                    hparams_of(cfg),
+                    {"hparam/final_eval_return": progress.eval_history[-1][1]},
                 )
     finally:
         logger.close()
@@ -410,10 +459,17 @@ def _iteration(
     if batch.episode_returns:
         scalars["rollout/ep_return"] = float(np.mean(batch.episode_returns))
         scalars["rollout/ep_length"] = float(np.mean(batch.episode_lengths))
+        scalars["rollout/ep_return_min"] = float(np.min(batch.episode_returns))
+        scalars["rollout/ep_return_max"] = float(np.max(batch.episode_returns))
+    scalars["train/max_kl"] = cfg.policy.max_kl
     scalars["time/collect_s"] = t1 - t0
     elapsed = time.perf_counter() - start
     scalars["time/steps_per_second"] = (progress.steps - start_steps) / elapsed
     logger.scalars(scalars, progress.steps)
+    logger.histograms(
+        {"rollout/actions": batch.act_TN, "train/advantages": adv, **stats.histograms()},
+        progress.steps,
+    )
     shown = {
         "return": scalars.get("rollout/ep_return", float("nan")),
         "kl": scalars["train/kl"],
@@ -423,4 +479,4 @@ def _iteration(
         shown["eval"] = run_eval()
         while progress.next_eval <= progress.steps:
             progress.next_eval += cfg.eval.every
-    logger.progress(progress.steps, cfg.total_steps, shown)
+    logger.progress(progress.steps, shown)

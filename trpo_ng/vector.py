@@ -15,13 +15,16 @@ way the rollout needs it for bootstrapping at a time limit. ``step`` is ``step_a
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers import RecordEpisodeStatistics
+
+from envs.wrappers import EnvWrapper, make_env, register_atari_envs
 
 
 @dataclass
@@ -43,6 +46,9 @@ class SerialVectorEnv:
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
         space = self.single_observation_space
+        if not isinstance(space, gym.spaces.Box | gym.spaces.Discrete):
+            self.close()
+            raise ValueError(unsupported_observation_space(space))
         self._obs = np.zeros((num_envs, *space.shape), dtype=space.dtype)
         self._rew = np.zeros(num_envs)
         self._term = np.zeros(num_envs, dtype=bool)
@@ -93,7 +99,9 @@ class SerialVectorEnv:
 class SubprocessVectorEnv:
     """Gymnasium's AsyncVectorEnv (one process per env) behind the same ``step``."""
 
-    def __init__(self, env_id: str, num_envs: int) -> None:
+    def __init__(self, env_id: str, num_envs: int, wrappers: Sequence[EnvWrapper] = ()) -> None:
+        if env_id not in gym.registry:  # Atari ids exist once ale-py registers them
+            register_atari_envs()
         # workers ignore Ctrl-C: the trainer, not the terminal, decides when they stop
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
@@ -102,12 +110,17 @@ class SubprocessVectorEnv:
                 num_envs=num_envs,
                 vectorization_mode="async",
                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                wrappers=list(wrappers),
             )
         finally:
             signal.signal(signal.SIGINT, previous)
         self.num_envs = num_envs
         self.single_observation_space = self.envs.single_observation_space
         self.single_action_space = self.envs.single_action_space
+        space = self.single_observation_space
+        if not isinstance(space, gym.spaces.Box | gym.spaces.Discrete):
+            self.envs.close()
+            raise ValueError(unsupported_observation_space(space))
         self._returns = np.zeros(num_envs)
         self._lengths = np.zeros(num_envs, dtype=np.int64)
 
@@ -145,10 +158,20 @@ class SubprocessVectorEnv:
 VectorEnv = SerialVectorEnv | SubprocessVectorEnv
 
 
-def make_vector_env(env_id: str, *, num_envs: int, backend: str) -> VectorEnv:
-    """``backend``: "sync" (in this process) or "subprocess"."""
+def unsupported_observation_space(space: gym.Space) -> str:
+    return (
+        f"unsupported observation space {space}; trpo-ng supports Box (flat or image), "
+        "Discrete, and Dict (flattened by the env wrappers)"
+    )
+
+
+def make_vector_env(
+    env_id: str, *, num_envs: int, backend: str, wrappers: Sequence[EnvWrapper] = ()
+) -> VectorEnv:
+    """``backend``: "sync" (in this process) or "subprocess"; ``wrappers`` are applied to
+    each env, in order (``envs.wrappers.make_wrappers``)."""
     if backend == "sync":
-        return SerialVectorEnv(lambda: gym.make(env_id), num_envs)
+        return SerialVectorEnv(partial(make_env, env_id, wrappers), num_envs)
     if backend == "subprocess":
-        return SubprocessVectorEnv(env_id, num_envs)
+        return SubprocessVectorEnv(env_id, num_envs, wrappers)
     raise ValueError(f"unknown rollout backend {backend!r}")
