@@ -13,7 +13,7 @@ from agents.trpo import TRPOAgent
 from trpo_ng.checkpoint import load_model
 from trpo_ng.config import load_config
 from trpo_ng.rollout import evaluate
-from trpo_ng.trainer import EVAL_SEED_OFFSET
+from trpo_ng.trainer import EVAL_SEED_OFFSET, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,3 +85,24 @@ def test_train_command_solves_cartpole_within_100k_steps(tmp_path):
     returns = evaluate(agent, env, episodes=cfg.eval.episodes, seed=cfg.seed + EVAL_SEED_OFFSET)
     assert sum(returns) / len(returns) == evals[-1].value
     assert torch.equal(agent.policy.net[0].weight, state["agent"]["policy"]["net.0.weight"])
+
+
+def test_evaluation_videos_go_to_tensorboard(tmp_path):
+    cfg = load_config(
+        ROOT / "configs" / "cartpole.yaml",
+        [
+            "total_steps=4096",
+            "rollout.steps_per_env=256",
+            "eval.episodes=1",
+            "eval.video_every=2048",
+            "value.epochs=1",
+            f"log_dir={tmp_path}",
+            "run_name=video",
+        ],
+    )
+    train(cfg, quiet=True)
+    events = EventAccumulator(str(tmp_path / "video"), size_guidance={"images": 0})
+    events.Reload()
+    videos = events.Images("eval/video")
+    assert [v.step for v in videos] == [2048, 4096]
+    assert all(v.width == 600 and v.height == 400 for v in videos)  # CartPole's frames

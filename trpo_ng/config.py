@@ -74,6 +74,7 @@ class RolloutConfig:
 class EvalConfig:
     every: int = 10_000  # environment steps between deterministic evaluations; 0: only at end
     episodes: int = 10
+    video_every: int = 0  # env steps between evaluation videos in TensorBoard; 0: none
 
 
 @dataclass
@@ -281,6 +282,7 @@ def validate(cfg: Config) -> None:
         ("rollout.worker_cpus", cfg.rollout.worker_cpus >= 0, ">= 0"),
         ("eval.every", cfg.eval.every >= 0, ">= 0"),
         ("eval.episodes", cfg.eval.episodes >= 1, ">= 1"),
+        ("eval.video_every", cfg.eval.video_every >= 0, ">= 0"),
         ("normalize.clip_observations", cfg.normalize.clip_observations > 0, "> 0"),
         ("normalize.clip_rewards", cfg.normalize.clip_rewards > 0, "> 0"),
         ("network.hidden_sizes", all(h >= 1 for h in cfg.network.hidden_sizes), "sizes >= 1"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 import torch
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -58,6 +60,29 @@ class Logger:
             array = array[np.isfinite(array)]  # a NaN batch is skipped, not a crash
             if array.size:
                 self.writer.add_histogram(tag, array, step)
+
+    def video(self, tag: str, frames: list[np.ndarray], step: int, *, fps: int) -> None:
+        """An episode as an animated GIF in TensorBoard's Images tab (how TensorBoard shows
+        videos); ``frames`` are HxWxC uint8 images. Encoded with Pillow (the video extra)."""
+        from PIL import Image
+
+        images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+        buffer = io.BytesIO()
+        images[0].save(
+            buffer,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=max(1, round(1000 / fps)),
+            loop=0,
+        )
+        height, width = frames[0].shape[:2]
+        image = Summary.Image(
+            height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue()
+        )
+        self.writer._get_file_writer().add_summary(
+            Summary(value=[Summary.Value(tag=tag, image=image)]), step
+        )
 
     def text(self, tag: str, text: str) -> None:
         self.writer.add_text(tag, text, 0)

@@ -660,14 +660,18 @@ def evaluate(
     episodes: int,
     seed: int,
     obs_normalizer: ObservationNormalizer | None = None,
+    frames: list[np.ndarray] | None = None,
 ) -> list[float]:
     """Returns of ``episodes`` deterministic episodes (the distribution's mode) on ``env``,
-    observations normalised with the training statistics, frozen."""
+    observations normalised with the training statistics, frozen. ``frames``, when given,
+    receives ``env.render()`` of every step of the episodes (an ``rgb_array`` env)."""
     returns = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         total, done = 0.0, False
         while not done:
+            if frames is not None:
+                frames.append(env.render())
             if obs_normalizer is not None:
                 obs = obs_normalizer.normalize(obs[None])[0]
             action = agent.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[

@@ -37,6 +37,7 @@ from trpo_ng.checkpoint import (
 )
 from trpo_ng.config import Config, ConfigError, config_to_dict, dump_config
 from trpo_ng.encoders import is_image_space
+from trpo_ng.extras import require
 from trpo_ng.logging import Logger
 from trpo_ng.normalization import ObservationNormalizer, RewardScaler
 from trpo_ng.rollout import (
@@ -88,6 +89,7 @@ class Progress:
     iteration: int = 0
     steps: int = 0
     next_eval: int = 0
+    next_video: int = 0
     skipped_updates: int = 0
     worker_restarts: int = 0  # rollout workers replaced after a fault
     consecutive_skips: int = 0
@@ -279,14 +281,21 @@ def train(
         path, checkpoint, problems = load_latest_checkpoint(Path(resume) / CHECKPOINT_DIR)
         for problem in problems:
             print(f"trpo-ng: skipped a broken checkpoint: {problem}", file=sys.stderr)
-    progress = Progress(next_eval=cfg.eval.every)
+    progress = Progress(next_eval=cfg.eval.every, next_video=cfg.eval.video_every)
     if checkpoint is not None:
         progress = Progress(**checkpoint["progress"])
     from agents import make_agent  # agents are built from trpo_ng, so imported late
 
+    if cfg.eval.video_every:  # evaluation videos are GIFs encoded with Pillow
+        require("PIL", extra="video", purpose="eval.video_every")
     with _env_errors(cfg.env_id):  # the eval env sees what the training envs see
         wrappers = make_wrappers(atari=cfg.wrappers.atari, frame_stack=cfg.wrappers.frame_stack)
         eval_env = make_env(cfg.env_id, wrappers)
+        video_env = (
+            make_env(cfg.env_id, wrappers, render_mode="rgb_array")
+            if cfg.eval.video_every
+            else None
+        )
     vec_env: Workers | None = None
     try:
         if cfg.normalize.observations and is_image_space(eval_env.observation_space):
@@ -328,6 +337,8 @@ def train(
         if vec_env is not None:
             vec_env.close()
         eval_env.close()
+        if video_env is not None:
+            video_env.close()
         raise
 
     def save_checkpoint() -> None:
@@ -343,6 +354,22 @@ def train(
         write_checkpoint(
             run_dir / CHECKPOINT_DIR, progress.iteration, state, keep=cfg.checkpoint.keep
         )
+
+    def record_video() -> None:
+        """One deterministic episode on the rgb_array env, into TensorBoard's video tab."""
+        frames: list[np.ndarray] = []
+        evaluate(
+            agent,
+            video_env,
+            episodes=1,
+            seed=cfg.seed + EVAL_SEED_OFFSET,
+            obs_normalizer=obs_norm,
+            frames=frames,
+        )
+        fps = int(video_env.metadata.get("render_fps") or 30)
+        logger.video("eval/video", frames, progress.steps, fps=fps)
+        while progress.next_video <= progress.steps:
+            progress.next_video += cfg.eval.video_every
 
     def run_eval() -> float:
         returns = evaluate(
@@ -378,6 +405,8 @@ def train(
             while progress.iteration < iterations and not received:
                 try:
                     _iteration(cfg, agent, worker, logger, progress, start, start_steps, run_eval)
+                    if video_env is not None and progress.steps >= progress.next_video:
+                        record_video()
                 except WorkerError as e:  # raised while collecting: the agent is untouched
                     save_checkpoint()
                     raise TrainingError(
@@ -416,6 +445,8 @@ def train(
         logger.close()
         worker.close()
         eval_env.close()
+        if video_env is not None:
+            video_env.close()
     history = [(int(s), float(r)) for s, r in progress.eval_history]
     return TrainResult(
         run_dir=run_dir, steps=progress.steps, eval_history=history, signal=stopped_by
