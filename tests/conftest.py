@@ -25,3 +25,13 @@ def tiny_policy(action_space: gym.Space, *, seed: int = 0, obs_dim: int = 3):
         if policy.log_std is not None:
             policy.log_std.copy_(torch.linspace(-0.5, 0.3, policy.log_std.numel()))
     return policy
+
+
+def assert_one_line_exit_2(code, err, *needles):
+    """A user error: exit code 2 and one stderr line, no traceback, naming ``needles``."""
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_exit_2
 
 from trpo_ng.checkpoint import list_checkpoints
 
@@ -21,15 +22,6 @@ def cli(*args, cwd=ROOT):
         cwd=cwd,
     )
     return proc.returncode, proc.stderr
-
-
-def assert_one_line_exit_2(code, err, *needles):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
