@@ -34,28 +34,22 @@ def make_agent(
     p = cfg.policy
     if cfg.agent == "vpg":
         return VPGAgent(observation_space, action_space, lr=p.lr, **common)
+    natural = dict(  # the Fisher step NPG and TRPO share
+        max_kl=p.max_kl,
+        damping=p.damping,
+        cg_iters=p.cg_iters,
+        fvp=p.fvp,
+        damped_step_size=p.damped_step_size,
+    )
     if cfg.agent == "npg":
-        return NPGAgent(
-            observation_space,
-            action_space,
-            max_kl=p.max_kl,
-            damping=p.damping,
-            cg_iters=p.cg_iters,
-            fvp=p.fvp,
-            damped_step_size=p.damped_step_size,
-            **common,
-        )
+        return NPGAgent(observation_space, action_space, **natural, **common)
     if cfg.agent == "trpo":
         return TRPOAgent(
             observation_space,
             action_space,
-            max_kl=p.max_kl,
-            damping=p.damping,
-            cg_iters=p.cg_iters,
-            fvp=p.fvp,
-            damped_step_size=p.damped_step_size,
             backtrack_coeff=p.backtrack_coeff,
             max_backtracks=p.max_backtracks,
+            **natural,
             **common,
         )
     raise ValueError(f"unknown agent {cfg.agent!r}")
