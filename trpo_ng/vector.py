@@ -6,25 +6,31 @@ way the rollout needs it for bootstrapping at a time limit. ``step`` is ``step_a
 
 - ``SerialVectorEnv``: N envs stepped in a loop in this process. It writes into preallocated
   arrays and merges no info dicts, which is most of what Gymnasium's SyncVectorEnv spends
-  per step on small envs. Episode statistics: Gymnasium's RecordEpisodeStatistics wrapper.
-- ``SubprocessVectorEnv``: Gymnasium's AsyncVectorEnv, one process per env. Episode returns
-  and lengths are summed here in float64, as Gymnasium's wrappers do, so both kinds report
-  the same numbers.
+  per step on small envs.
+- ``SubprocessVectorEnv``: one process per env, all stepping at once; a step is two small
+  raw-byte pipe messages per env (Gymnasium's AsyncVectorEnv pickles every step and merges
+  info dicts, which costs more than a small MuJoCo env's physics).
+
+Both step each env through ``step_and_reset`` with Gymnasium's RecordEpisodeStatistics, so
+they give the same numbers for the same seeds.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import signal
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers import RecordEpisodeStatistics
 
-from envs.wrappers import EnvWrapper, make_env, register_atari_envs
+from envs.wrappers import EnvWrapper, make_env
 
 
 @dataclass
@@ -75,13 +81,12 @@ class SerialVectorEnv:
         final_obs: dict[int, np.ndarray] = {}
         episodes: list[tuple[float, int]] = []
         for i, env in enumerate(self.envs):
-            obs, self._rew[i], term, trunc, info = env.step(actions[i])
-            self._term[i], self._trunc[i] = term, trunc
-            if term or trunc:
-                final_obs[i] = obs
-                episodes.append((float(info["episode"]["r"]), int(info["episode"]["l"])))
-                obs, _ = env.reset()
-            self._obs[i] = obs
+            self._obs[i], self._rew[i], self._term[i], self._trunc[i], final, episode = (
+                step_and_reset(env, actions[i])
+            )
+            if final is not None and episode is not None:
+                final_obs[i] = final
+                episodes.append(episode)
         return Step(
             self._obs.copy(),
             self._rew.copy(),
@@ -96,63 +101,193 @@ class SerialVectorEnv:
             env.close()
 
 
-class SubprocessVectorEnv:
-    """Gymnasium's AsyncVectorEnv (one process per env) behind the same ``step``."""
+def step_and_reset(
+    env: gym.Env, action: np.ndarray
+) -> tuple[np.ndarray, float, bool, bool, np.ndarray | None, tuple[float, int] | None]:
+    """One step of an env wrapped in RecordEpisodeStatistics; where the episode ends, the env
+    is reset in the same step: (next or reset observation, reward, terminated, truncated,
+    and where it ended: the final observation and (episode return, length), else None)."""
+    obs, rew, term, trunc, info = env.step(action)
+    if not (term or trunc):
+        return obs, float(rew), False, False, None, None
+    episode = (float(info["episode"]["r"]), int(info["episode"]["l"]))
+    reset_obs, _ = env.reset()
+    return reset_obs, float(rew), bool(term), bool(trunc), obs, episode
 
-    def __init__(self, env_id: str, num_envs: int, wrappers: Sequence[EnvWrapper] = ()) -> None:
-        if env_id not in gym.registry:  # Atari ids exist once ale-py registers them
-            register_atari_envs()
-        # workers ignore Ctrl-C: the trainer, not the terminal, decides when they stop
+
+# Messages of the env processes, raw bytes behind a one-byte kind: no pickling per step.
+_STEP, _RESET, _CLOSE = b"s", b"r", b"c"  # to the env
+_OK, _DONE, _ERROR = b"o", b"d", b"e"  # back: obs | obs + final obs + episode | error text
+_HEAD = struct.Struct("<d??")  # reward, terminated, truncated
+_EPISODE = struct.Struct("<dq")  # return, length
+
+
+def _serve(conn: Connection, make_env: Callable[[], gym.Env]) -> None:
+    """An env process: builds the env, sends its spaces, then answers messages until closed."""
+    try:
+        env = RecordEpisodeStatistics(make_env())
+        obs_space, act_space = env.observation_space, env.action_space
+        conn.send((obs_space, act_space))
+    except Exception as e:
+        conn.send(_describe(e))
+        return
+    as_obs = partial(np.asarray, dtype=obs_space.dtype)
+    try:
+        while True:
+            msg = conn.recv_bytes()
+            kind, body = msg[:1], msg[1:]
+            if kind == _CLOSE:
+                return
+            try:
+                if kind == _RESET:
+                    obs, _ = env.reset(seed=int.from_bytes(body, "little", signed=True))
+                    conn.send_bytes(_OK + as_obs(obs).tobytes())
+                    continue
+                action = np.frombuffer(body, act_space.dtype).reshape(act_space.shape)
+                obs, rew, term, trunc, final, episode = step_and_reset(
+                    env, action[()] if action.ndim == 0 else action
+                )
+            except Exception as e:
+                conn.send_bytes(_ERROR + _describe(e).encode())
+                continue
+            head = _HEAD.pack(rew, term, trunc) + as_obs(obs).tobytes()
+            if final is None or episode is None:
+                conn.send_bytes(_OK + head)
+            else:
+                conn.send_bytes(_DONE + head + as_obs(final).tobytes() + _EPISODE.pack(*episode))
+    except (EOFError, OSError, KeyboardInterrupt):  # the trainer went away
+        return
+    finally:
+        env.close()
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+class SubprocessVectorEnv:
+    """``num_envs`` envs, each in its own process, all stepped at once. Each env takes its
+    action and answers with its step over its own pipe as raw bytes (no pickling, no info
+    dicts), so a step costs two small pipe messages per env on top of the env's own work."""
+
+    def __init__(self, make_env: Callable[[], gym.Env], num_envs: int) -> None:
+        ctx = mp.get_context()
+        self._conns: list[Connection] = []
+        self._procs: list[BaseProcess] = []
+        # the processes ignore Ctrl-C: the trainer, not the terminal, decides when they stop
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            self.envs = gym.make_vec(
-                env_id,
-                num_envs=num_envs,
-                vectorization_mode="async",
-                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                wrappers=list(wrappers),
-            )
+            for _ in range(num_envs):
+                conn, child = ctx.Pipe()
+                proc = ctx.Process(target=_serve, args=(child, make_env), daemon=True)
+                proc.start()
+                child.close()
+                self._conns.append(conn)
+                self._procs.append(proc)
         finally:
             signal.signal(signal.SIGINT, previous)
+        try:
+            spaces = [self._recv_object(i) for i in range(num_envs)]
+        except BaseException:
+            self.close(terminate=True)
+            raise
         self.num_envs = num_envs
-        self.single_observation_space = self.envs.single_observation_space
-        self.single_action_space = self.envs.single_action_space
+        self.single_observation_space, self.single_action_space = spaces[0]
         space = self.single_observation_space
         if not isinstance(space, gym.spaces.Box | gym.spaces.Discrete):
-            self.envs.close()
+            self.close()
             raise ValueError(unsupported_observation_space(space))
-        self._returns = np.zeros(num_envs)
-        self._lengths = np.zeros(num_envs, dtype=np.int64)
+        self._obs_dtype, self._obs_shape = space.dtype, space.shape
+        self._obs_size = int(np.prod(space.shape, dtype=np.int64))
+        self._obs_bytes = self._obs_size * space.dtype.itemsize
+        self._act_dtype = self.single_action_space.dtype
+
+    def _recv_object(self, i: int) -> tuple[gym.Space, gym.Space]:
+        try:
+            reply = self._conns[i].recv()
+        except (EOFError, OSError) as e:
+            raise self._died(i) from e
+        if isinstance(reply, str):
+            raise RuntimeError(f"env {i} could not be made: {reply}")
+        return reply
+
+    def _died(self, i: int) -> RuntimeError:
+        self._procs[i].join(timeout=1.0)
+        return RuntimeError(f"env process {i} died (exit code {self._procs[i].exitcode})")
+
+    def _send(self, i: int, msg: bytes) -> None:
+        try:
+            self._conns[i].send_bytes(msg)
+        except OSError as e:
+            raise self._died(i) from e
+
+    def _recv(self, i: int) -> bytes:
+        try:
+            reply = self._conns[i].recv_bytes()
+        except (EOFError, OSError) as e:
+            raise self._died(i) from e
+        if reply[:1] == _ERROR:
+            raise RuntimeError(f"env {i} raised {reply[1:].decode()}")
+        return reply
+
+    def _array(self, reply: bytes, offset: int) -> np.ndarray:
+        """The observation at ``offset`` of a reply (read-only, it views the bytes)."""
+        return np.frombuffer(reply, self._obs_dtype, self._obs_size, offset).reshape(
+            self._obs_shape
+        )
 
     def reset(self, *, seed: int) -> np.ndarray:
-        obs, _ = self.envs.reset(seed=seed)
-        self._returns[:] = 0.0
-        self._lengths[:] = 0
-        return obs
+        """Env i starts from ``seed + i``."""
+        for i in range(self.num_envs):
+            self._send(i, _RESET + (seed + i).to_bytes(8, "little", signed=True))
+        return np.stack([self._array(self._recv(i), 1) for i in range(self.num_envs)])
 
     def step(self, actions: np.ndarray) -> Step:
         self.step_async(actions)
         return self.step_wait()
 
     def step_async(self, actions: np.ndarray) -> None:
-        self.envs.step_async(actions)
+        actions = np.asarray(actions, dtype=self._act_dtype)
+        for i in range(self.num_envs):
+            self._send(i, _STEP + actions[i].tobytes())
 
     def step_wait(self) -> Step:
-        obs, rew, term, trunc, info = self.envs.step_wait()
-        rew = np.asarray(rew, dtype=np.float64)
-        self._returns += rew
-        self._lengths += 1
-        done = np.flatnonzero(term | trunc)
-        final_obs = {int(i): info["final_obs"][i] for i in done}
-        episodes = [(float(self._returns[i]), int(self._lengths[i])) for i in done]
-        self._returns[done] = 0.0
-        self._lengths[done] = 0
-        return Step(obs, rew, term, trunc, final_obs, episodes)
+        n = self.num_envs
+        obs = np.empty((n, *self._obs_shape), dtype=self._obs_dtype)
+        rew, term, trunc = np.empty(n), np.empty(n, dtype=bool), np.empty(n, dtype=bool)
+        step = Step(obs, rew, term, trunc)
+        start = 1 + _HEAD.size
+        error: RuntimeError | None = None
+        for i in range(n):  # every reply is read, so a failing env leaves none behind
+            try:
+                reply = self._recv(i)
+            except RuntimeError as e:
+                error = error or e
+                continue
+            rew[i], term[i], trunc[i] = _HEAD.unpack_from(reply, 1)
+            obs[i] = self._array(reply, start)
+            if reply[:1] == _DONE:
+                step.final_obs[i] = self._array(reply, start + self._obs_bytes).copy()
+                step.episodes.append(_EPISODE.unpack_from(reply, start + 2 * self._obs_bytes))
+        if error is not None:
+            raise error
+        return step
 
     def close(self, *, terminate: bool = False) -> None:
         """``terminate``: kill the env processes instead of asking them to close (after a
         fault, when one of them may be dead or stuck)."""
-        self.envs.close(terminate=terminate)
+        for conn, proc in zip(self._conns, self._procs, strict=True):
+            if not terminate and proc.is_alive():
+                try:
+                    conn.send_bytes(_CLOSE)
+                except OSError:
+                    pass
+                proc.join(timeout=5.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+            conn.close()
+        self._conns, self._procs = [], []
 
 
 VectorEnv = SerialVectorEnv | SubprocessVectorEnv
@@ -173,5 +308,5 @@ def make_vector_env(
     if backend == "sync":
         return SerialVectorEnv(partial(make_env, env_id, wrappers), num_envs)
     if backend == "subprocess":
-        return SubprocessVectorEnv(env_id, num_envs, wrappers)
+        return SubprocessVectorEnv(partial(make_env, env_id, wrappers), num_envs)
     raise ValueError(f"unknown rollout backend {backend!r}")
