@@ -60,3 +60,18 @@ def test_gaussian_fisher_metric_is_kl_hessian(float64):
     expected = M @ torch.cat([u_loc.reshape(-1), u_ls.reshape(-1)])
     torch.testing.assert_close(torch.cat([m_loc.reshape(-1), m_ls.reshape(-1)]), expected)
     assert math.isclose(float(M[3, 3]), 2.0)  # the log-std block is 2 I
+
+
+def test_categorical_samples_follow_the_probabilities():
+    torch.manual_seed(0)
+    logits = torch.tensor([[0.0, 1.0, -1.0, 2.0], [5.0, -5.0, 0.0, 0.0], [0.0, 0.0, 0.0, -30.0]])
+    d = Categorical(logits)
+    s = d.sample((100_000,))
+    assert s.shape == (100_000, 3) and s.dtype == torch.int64
+    assert int(s.min()) >= 0 and int(s.max()) <= 3
+    freq = torch.stack([(s == k).double().mean(0) for k in range(4)], -1)
+    # 5 standard errors of a frequency at p = 1/2 over 1e5 draws is 0.008
+    torch.testing.assert_close(freq, d.probs.double(), atol=0.008, rtol=0)
+    assert d.sample().shape == (3,)
+    certain = Categorical(torch.tensor([[-1e9, 0.0], [0.0, -1e9]])).sample((1000,))
+    assert torch.equal(certain, torch.tensor([1, 0]).expand(1000, 2))

@@ -36,6 +36,14 @@ class Categorical(_TorchCategorical):
     def __init__(self, logits: Tensor) -> None:
         super().__init__(logits=logits, validate_args=False)
 
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:  # noqa: B008
+        """Inverse-CDF sampling: the first action whose cumulative probability exceeds one
+        uniform draw. Same distribution as torch's ``multinomial``, at a fraction of its cost
+        on the few rows of an acting step."""
+        u = torch.rand((*sample_shape, *self.batch_shape, 1), dtype=self.probs.dtype)
+        below = self.probs.cumsum(-1) < u
+        return below.sum(-1).clamp_(max=self._num_events - 1)  # clamp: a sum rounded below 1
+
     def params(self) -> tuple[Tensor, ...]:
         return (self.logits,)
 
@@ -85,7 +93,7 @@ class DiagGaussian(Distribution):
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:  # noqa: B008
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
-        return self.loc + eps * self.scale
+        return eps.mul_(self.scale).add_(self.loc)  # in place: the acting path's hot spot
 
     def log_prob(self, value: Tensor) -> Tensor:
         z = (value - self.loc) / self.scale
