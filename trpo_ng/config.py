@@ -56,8 +56,8 @@ class RolloutConfig:
     """Who steps the envs. A batch is ``num_envs`` x ``steps_per_env`` steps, whatever the
     backend: ``num_envs`` is split evenly over ``num_workers`` workers.
 
-    backend: sync (every worker in this process), subprocess (Gymnasium's AsyncVectorEnv, one
-    process per env) or ray (one Ray actor per worker, ``pip install 'trpo-ng[ray]'``).
+    backend: sync (every worker in this process), subprocess (one process per env,
+    ``SubprocessVectorEnv``) or ray (one Ray actor per worker, ``pip install 'trpo-ng[ray]'``).
     """
 
     backend: str = "sync"

@@ -5,7 +5,7 @@ steps; their shares are merged in worker order along the env axis, so env ``i`` 
 env ``i % E`` of worker ``i // E``. Three backends hold the workers:
 
 - ``sync``: every worker's envs stepped in this process (``SerialVectorEnv``);
-- ``subprocess``: each worker a Gymnasium AsyncVectorEnv (one process per env), all stepped
+- ``subprocess``: each worker a ``SubprocessVectorEnv`` (one process per env), all stepped
   at once; the policy runs here;
 - ``ray``: each worker a Ray actor holding a ``SerialVectorEnv`` and its own copy of the agent
   (``trpo_ng.ray_workers``), on this machine or a cluster.
