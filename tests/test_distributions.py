@@ -30,6 +30,12 @@ def test_categorical_kl_and_mode(float64):
         kl_divergence(ours, other), kl_divergence(ref, TorchCategorical(logits=other.logits))
     )
     assert torch.equal(ours.mode, logits.argmax(-1))
+    actions = torch.tensor([0, 4, 2, 1])
+    torch.testing.assert_close(ours.log_prob(actions), ref.log_prob(actions))
+    torch.testing.assert_close(ours.entropy(), ref.entropy())
+    torch.testing.assert_close(ours.logits, ref.logits)
+    torch.testing.assert_close(ours.probs, ref.probs)
+    assert ours.batch_shape == ref.batch_shape and ours.param_shape == ref.param_shape
 
 
 def _kl_hessian(make, params):
