@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 
 from trpo_ng import backprop
+from trpo_ng.adam import Adam
 from trpo_ng.natural_gradient import Hyper, PolicyUpdater, UpdateStats, module_distribution_fn
 from trpo_ng.policies import Policy, ValueFunction
 from trpo_ng.rollout import Batch
@@ -100,7 +101,7 @@ class ActorCriticAgent:
         self.value_fn = ValueFunction(observation_space, **network)
         self.updater = make_updater(self.policy.parameters())
         self.value_lr = value_lr  # a constant or a schedule of the update count
-        self.value_optimizer = torch.optim.Adam(self.value_fn.parameters(), lr=1.0, fused=True)
+        self.value_optimizer = Adam(self.value_fn.parameters())
         self.value_epochs = value_epochs
         self.value_minibatch_size = value_minibatch_size
         self.normalize_advantages = normalize_advantages
@@ -166,14 +167,12 @@ class ActorCriticAgent:
         once and the MLP's gradient by hand (``trpo_ng.backprop``), the same gradient at a
         third of autograd's cost on these small minibatches; otherwise by autograd."""
         lr = self.value_lr(self.updater.num_updates) if callable(self.value_lr) else self.value_lr
-        for group in self.value_optimizer.param_groups:
-            group["lr"] = lr
         value_fn, net = self.value_fn, self.value_fn.net
         by_hand = backprop.supports(net) and not any(True for _ in value_fn.encoder.parameters())
         if by_hand:
             with torch.no_grad():
                 obs_BD = value_fn.features(obs_BD)
-        params = list(net.parameters())
+        params = self.value_optimizer.params  # value_fn's: an encoder by hand has none
         n = ret_B.numel()
         losses: list[Tensor] = []
         for _ in range(self.value_epochs):
@@ -182,13 +181,10 @@ class ActorCriticAgent:
                 obs_bD, ret_b = obs_BD[idx_b], ret_B[idx_b]
                 if by_hand:
                     loss, grads = backprop.squared_error_and_grad(net, obs_bD, ret_b)
-                    for p, g in zip(params, grads, strict=True):
-                        p.grad = g
                 else:
                     loss = 0.5 * (value_fn(obs_bD) - ret_b).square().mean()
-                    self.value_optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                self.value_optimizer.step()
+                    grads = list(torch.autograd.grad(loss, params))
+                self.value_optimizer.step(grads, lr)
                 losses.append(loss.detach())
         return float(torch.stack(losses).mean()) if losses else 0.0
 
