@@ -135,13 +135,13 @@ def _vjp(
     Outputs that do not require grad (constants, e.g. a fixed log-std) contribute nothing.
     """
     live = [k for k, y in enumerate(outputs) if y.requires_grad]
+    if not live:
+        return [torch.zeros_like(x) for x in inputs]
+    # the gradient of one scalar, sum_k <output_k, cotangent_k>: autograd.grad with explicit
+    # grad_outputs would import torch.fx's symbolic shapes and sympy (~+40 MiB resident)
+    total = torch.stack([(outputs[k] * cotangents[k]).sum() for k in live]).sum()
     grads = torch.autograd.grad(
-        [outputs[k] for k in live],
-        inputs,
-        [cotangents[k] for k in live],
-        retain_graph=True,
-        create_graph=create_graph,
-        allow_unused=True,
+        total, inputs, retain_graph=True, create_graph=create_graph, allow_unused=True
     )
     return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs, strict=True)]
 
