@@ -126,10 +126,10 @@ SYSTEMS = ("bare env", "trpo-ng", "sb3-contrib")
 # Each prints one line RESULT_PREFIX + JSON. Heavy imports happen inside the functions.
 
 
-def _peak_rss_mib() -> float:
-    """This process's peak resident memory: VmHWM, else ru_maxrss (KiB on Linux)."""
+def _peak_rss_mib(pid: int | str = "self") -> float:
+    """A process's peak resident memory: VmHWM, else (this process) ru_maxrss (KiB on Linux)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except OSError:
@@ -168,6 +168,7 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
     from trpo_ng import __version__
     from trpo_ng.config import load_config
     from trpo_ng.rollout import RolloutWorker
+    from trpo_ng.vector import SubprocessVectorEnv
 
     marks: dict[str, float] = {}
     spent = {"gae_s": 0.0, "log_s": 0.0, "checkpoint_s": 0.0}
@@ -193,6 +194,15 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
         marks.setdefault("end", time.perf_counter())
         return evaluate(*args, **kwargs)
 
+    # env processes (rollout.backend=subprocess): their peaks, read before they exit
+    env_peaks: list[float] = []
+    close_envs = SubprocessVectorEnv.close
+
+    def close_and_measure(self: Any, *, terminate: bool = False) -> None:
+        env_peaks.extend(_peak_rss_mib(proc.pid) for proc in self._procs)
+        close_envs(self, terminate=terminate)
+
+    SubprocessVectorEnv.close = close_and_measure  # type: ignore[method-assign]
     RolloutWorker.collect = first_collect  # type: ignore[method-assign]
     trainer.evaluate = final_evaluate
     trainer.gae = timed(trainer.gae, "gae_s")
@@ -214,7 +224,7 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = trainer.train(cfg, config_name=Path(spec["config"]).stem, quiet=True)
     train_wall = time.perf_counter() - t0
-    peak = _peak_rss_mib()
+    peak = _peak_rss_mib() + sum(env_peaks)  # shared pages count once per process
     hooked = "start" in marks and "end" in marks
     sums, last_sps = _read_scalars(result.run_dir)
     c, v, p = cfg.rollout, cfg.value, cfg.policy
@@ -235,6 +245,7 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
         "version": __version__,
         "settings": {
             "rollout": f"{c.num_envs} x {c.steps_per_env}",
+            "envs_in": "one process per env" if c.backend == "subprocess" else "this process",
             "gamma": f"{cfg.gamma:g}",
             "gae_lambda": f"{cfg.gae_lambda:g}",
             "max_kl": f"{p.max_kl:g}",
@@ -334,6 +345,11 @@ def child_sb3(spec: dict[str, Any]) -> dict[str, Any]:
         "version": sb3_contrib.__version__,
         "settings": {
             "rollout": f"{env.num_envs} x {model.n_steps}",
+            "envs_in": (
+                "one process per env"
+                if type(getattr(env, "venv", env)).__name__ == "SubprocVecEnv"
+                else "this process"
+            ),
             "gamma": f"{model.gamma:g}",
             "gae_lambda": f"{model.gae_lambda:g}",
             "max_kl": f"{model.target_kl:g}",
@@ -451,6 +467,13 @@ def _parser() -> argparse.ArgumentParser:
         "--steps", type=int, help="env steps per run (default 50000; whole batches within it)"
     )
     p.add_argument("--repeats", type=int, default=1, help="runs per system, interleaved")
+    p.add_argument(
+        "--backend",
+        choices=["sync", "subprocess"],
+        default="sync",
+        help="trpo-ng's rollout.backend: envs in its process, or one process per env "
+        "(peak RSS then sums the trainer and its env processes)",
+    )
     p.add_argument("--no-sb3", action="store_true", help="skip sb3-contrib TRPO")
     p.add_argument("--sb3-python", type=Path, default=DEFAULT_SB3_PYTHON, metavar="PATH")
     p.add_argument("--no-policy-update", action="store_true", help="skip the batch-size sweep")
@@ -477,7 +500,7 @@ def measure(args: argparse.Namespace, sb3: bool, log_dir: Path) -> dict[str, Any
             trpo = {
                 **common,
                 "config": task.config,
-                "overrides": list(task.overrides),
+                "overrides": [*task.overrides, f"rollout.backend={args.backend}"],
                 "log_dir": str(log_dir),
                 "run_name": f"{name}-r{r}",
             }
@@ -607,6 +630,7 @@ def table(
 def settings_table(task: dict[str, Any], markdown: bool) -> str | None:
     labels = {
         "rollout": "envs x steps per env",
+        "envs_in": "envs stepped in",
         "gamma": "gamma",
         "gae_lambda": "GAE lambda",
         "max_kl": "max KL (target_kl)",
@@ -625,8 +649,8 @@ def settings_table(task: dict[str, Any], markdown: bool) -> str | None:
         return None
     rows = []
     for key, label in labels.items():
-        t = trpo["settings"][key] if trpo else "-"
-        s = sb3["settings"][key] if sb3 else "-"
+        t = trpo["settings"].get(key, "-") if trpo else "-"
+        s = sb3["settings"].get(key, "-") if sb3 else "-"
         same = "yes" if trpo and sb3 and t == s else ("-" if not (trpo and sb3) else "NO")
         rows.append([label, t, s, same])
     return table(["setting", "trpo-ng", "sb3-contrib", "same"], rows, markdown, left=4)
