@@ -9,6 +9,7 @@ from agents.npg import NPGAgent
 from agents.trpo import TRPOAgent
 from agents.vpg import VPGAgent
 from trpo_ng.config import Config
+from trpo_ng.natural_gradient import Hyper
 from trpo_ng.schedules import make_schedule
 
 
@@ -16,6 +17,11 @@ def make_agent(
     cfg: Config, observation_space: gym.Space, action_space: gym.Space
 ) -> ActorCriticAgent:
     """The agent named by ``cfg.agent``, built from the config's sections."""
+    updates = cfg.total_steps // (cfg.rollout.num_envs * cfg.rollout.steps_per_env)
+    p = cfg.policy
+    step_size: Hyper = p.lr if cfg.agent == "vpg" else p.max_kl  # VPG's lr or the step's KL
+    if p.schedule != "constant":
+        step_size = make_schedule(p.schedule, step_size, total_updates=updates)
     common = dict(
         hidden_sizes=cfg.network.hidden_sizes,
         activation=cfg.network.activation,
@@ -23,19 +29,14 @@ def make_agent(
         cnn_features=cfg.network.cnn_features,
         value_epochs=cfg.value.epochs,
         value_minibatch_size=cfg.value.minibatch_size,
-        value_lr=make_schedule(
-            cfg.value.lr_schedule,
-            cfg.value.lr,
-            total_updates=cfg.total_steps // (cfg.rollout.num_envs * cfg.rollout.steps_per_env),
-        ),
+        value_lr=make_schedule(cfg.value.lr_schedule, cfg.value.lr, total_updates=updates),
         normalize_advantages=cfg.normalize_advantages,
         fisher_subsample=cfg.policy.fisher_subsample,
     )
-    p = cfg.policy
     if cfg.agent == "vpg":
-        return VPGAgent(observation_space, action_space, lr=p.lr, **common)
+        return VPGAgent(observation_space, action_space, lr=step_size, **common)
     natural = dict(  # the Fisher step NPG and TRPO share
-        max_kl=p.max_kl,
+        max_kl=step_size,
         damping=p.damping,
         cg_iters=p.cg_iters,
         fvp=p.fvp,

@@ -21,3 +21,18 @@ def test_value_learning_rate_follows_the_configured_schedule():
     assert callable(agent.value_lr)
     # 20480 steps of 4 x 512: ten updates, so the sixth fit uses 2e-3 * (1 - 5/10)
     assert agent.value_lr(5) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize(("agent", "key", "value"), [("trpo", "max_kl", 0.02), ("vpg", "lr", 0.4)])
+def test_policy_step_size_follows_the_configured_schedule(agent, key, value):
+    overrides = [f"agent={agent}", "policy.schedule=linear", f"policy.{key}={value}"]
+    cfg = load_config(None, [*overrides, "total_steps=20480"])  # ten updates of 4 x 512
+    env = gym.make(cfg.env_id)
+    updater = make_agent(cfg, env.observation_space, env.action_space).updater
+    assert updater.hyper(getattr(updater, key)) == pytest.approx(value)
+    updater.num_updates = 5
+    assert updater.hyper(getattr(updater, key)) == pytest.approx(value / 2)
+    constant = load_config(None, [f"agent={agent}", f"policy.{key}={value}"])
+    updater = make_agent(constant, env.observation_space, env.action_space).updater
+    updater.num_updates = 5
+    assert updater.hyper(getattr(updater, key)) == pytest.approx(value)

@@ -39,6 +39,7 @@ class PolicyConfig:
     fvp: str = "analytic"  # Fisher-vector products: analytic (J^T M J) | double_backprop
     fisher_subsample: int = 1  # use every k-th sample for the Fisher (TRPO paper, sec. 6)
     damped_step_size: bool = False  # size steps with F + damping I, as baselines/sb3 do
+    schedule: str = "constant"  # constant | linear: max_kl (lr for VPG) annealed to 0 over the run
 
 
 @dataclass
@@ -272,6 +273,7 @@ def validate(cfg: Config) -> None:
         ("value.epochs", cfg.value.epochs >= 0, ">= 0"),
         ("value.minibatch_size", cfg.value.minibatch_size >= 1, ">= 1"),
         ("value.lr", cfg.value.lr > 0, "> 0"),
+        ("policy.schedule", cfg.policy.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
         ("value.lr_schedule", cfg.value.lr_schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
         ("rollout.backend", cfg.rollout.backend in BACKENDS, f"one of {', '.join(BACKENDS)}"),
         ("rollout.num_envs", cfg.rollout.num_envs >= 1, ">= 1"),
