@@ -86,6 +86,7 @@ class ActorCriticAgent:
         value_lr: Hyper = 1e-3,
         normalize_advantages: bool = True,
         fisher_subsample: int = 1,
+        init_log_std: float = 0.0,
     ) -> None:
         """``fisher_subsample``: the Fisher-vector products use every k-th sample of the batch
         (the TRPO paper, sec. 6, evaluates the Fisher on a subsample to cut its cost)."""
@@ -97,7 +98,7 @@ class ActorCriticAgent:
             encoder=encoder,
             cnn_features=cnn_features,
         )
-        self.policy = Policy(observation_space, action_space, **network)
+        self.policy = Policy(observation_space, action_space, init_log_std=init_log_std, **network)
         self.value_fn = ValueFunction(observation_space, **network)
         self.updater = make_updater(self.policy.parameters())
         self.value_lr = value_lr  # a constant or a schedule of the update count

@@ -57,3 +57,14 @@ def test_hopper_smoke_run_saves_and_restores_the_normaliser(tmp_path):
     # acting with the raw observations instead would be a different policy
     unnormalised = evaluate(agent, env, episodes=2, seed=cfg.seed + EVAL_SEED_OFFSET)
     assert np.mean(unnormalised) != pytest.approx(result.final_eval)
+
+
+def test_initial_log_std_comes_from_the_config():
+    cfg = load_config(CONFIGS / "pendulum.yaml", ["policy.init_log_std=-0.5"])
+    env = gym.make(cfg.env_id)
+    agent = make_agent(cfg, env.observation_space, env.action_space)
+    assert agent.policy.log_std.tolist() == [-0.5]
+    default = load_config(CONFIGS / "pendulum.yaml", [])
+    assert make_agent(default, env.observation_space, env.action_space).policy.log_std.tolist() == [
+        0.0
+    ]

@@ -40,6 +40,7 @@ class PolicyConfig:
     fisher_subsample: int = 1  # use every k-th sample for the Fisher (TRPO paper, sec. 6)
     damped_step_size: bool = False  # size steps with F + damping I, as baselines/sb3 do
     schedule: str = "constant"  # constant | linear: max_kl (lr for VPG) annealed to 0 over the run
+    init_log_std: float = 0.0  # a Gaussian policy's initial log-std (state-independent)
 
 
 @dataclass
