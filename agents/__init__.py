@@ -32,7 +32,9 @@ def make_agent(
         value_lr=make_schedule(cfg.value.lr_schedule, cfg.value.lr, total_updates=updates),
         normalize_advantages=cfg.normalize_advantages,
         fisher_subsample=cfg.policy.fisher_subsample,
-        init_log_std=cfg.policy.init_log_std,
+        init_log_std=p.init_log_std,
+        sde=p.sde,
+        sde_sample_freq=p.sde_sample_freq,
     )
     if cfg.agent == "vpg":
         return VPGAgent(observation_space, action_space, lr=step_size, **common)

@@ -87,9 +87,15 @@ class ActorCriticAgent:
         normalize_advantages: bool = True,
         fisher_subsample: int = 1,
         init_log_std: float = 0.0,
+        sde: bool = False,
+        sde_sample_freq: int = 4,
     ) -> None:
         """``fisher_subsample``: the Fisher-vector products use every k-th sample of the batch
-        (the TRPO paper, sec. 6, evaluates the Fisher on a subsample to cut its cost)."""
+        (the TRPO paper, sec. 6, evaluates the Fisher on a subsample to cut its cost).
+        ``sde``: gSDE exploration (``Policy.explore``), a fresh noise matrix per env every
+        ``sde_sample_freq`` steps (``noise_every``; 0 without gSDE)."""
+        if sde and sde_sample_freq < 1:
+            raise ValueError(f"sde_sample_freq must be >= 1, got {sde_sample_freq}")
         if fisher_subsample < 1:
             raise ValueError(f"fisher_subsample must be >= 1, got {fisher_subsample}")
         network = dict(
@@ -98,7 +104,10 @@ class ActorCriticAgent:
             encoder=encoder,
             cnn_features=cnn_features,
         )
-        self.policy = Policy(observation_space, action_space, init_log_std=init_log_std, **network)
+        self.policy = Policy(
+            observation_space, action_space, init_log_std=init_log_std, sde=sde, **network
+        )
+        self.noise_every = sde_sample_freq if sde else 0
         self.value_fn = ValueFunction(observation_space, **network)
         self.updater = make_updater(self.policy.parameters())
         self.value_lr = value_lr  # a constant or a schedule of the update count
@@ -111,9 +120,21 @@ class ActorCriticAgent:
     # ------------------------------------------------------------------ acting
 
     @torch.inference_mode()
-    def act(self, obs_BD: Tensor, deterministic: bool = False) -> Tensor:
+    def act(
+        self, obs_BD: Tensor, deterministic: bool = False, noise: Tensor | None = None
+    ) -> Tensor:
+        """The policy's mode, a sample, or with gSDE ``noise`` (``exploration_noise``) its
+        state-dependent exploration."""
+        if noise is not None and not deterministic:
+            return self.policy.explore(obs_BD, noise)
         dist = self.policy(obs_BD)
         return dist.mode if deterministic else dist.sample()
+
+    @torch.inference_mode()
+    def exploration_noise(self, num_envs: int) -> Tensor:
+        """Fresh gSDE noise for ``num_envs`` envs; a rollout draws it every ``noise_every``
+        steps."""
+        return self.policy.sde_noise(num_envs)
 
     @torch.inference_mode()
     def value(self, obs_BD: Tensor) -> Tensor:

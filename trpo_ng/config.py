@@ -40,7 +40,9 @@ class PolicyConfig:
     fisher_subsample: int = 1  # use every k-th sample for the Fisher (TRPO paper, sec. 6)
     damped_step_size: bool = False  # size steps with F + damping I, as baselines/sb3 do
     schedule: str = "constant"  # constant | linear: max_kl (lr for VPG) annealed to 0 over the run
-    init_log_std: float = 0.0  # a Gaussian policy's initial log-std (state-independent)
+    init_log_std: float = 0.0  # a Gaussian policy's initial log-std
+    sde: bool = False  # gSDE: noise z(s) W from the last hidden layer (Raffin et al. 2021)
+    sde_sample_freq: int = 4  # gSDE: steps between fresh noise matrices W
 
 
 @dataclass
@@ -275,6 +277,7 @@ def validate(cfg: Config) -> None:
         ("value.minibatch_size", cfg.value.minibatch_size >= 1, ">= 1"),
         ("value.lr", cfg.value.lr > 0, "> 0"),
         ("policy.schedule", cfg.policy.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+        ("policy.sde_sample_freq", cfg.policy.sde_sample_freq >= 1, ">= 1"),
         ("value.lr_schedule", cfg.value.lr_schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
         ("rollout.backend", cfg.rollout.backend in BACKENDS, f"one of {', '.join(BACKENDS)}"),
         ("rollout.num_envs", cfg.rollout.num_envs >= 1, ">= 1"),

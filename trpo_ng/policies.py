@@ -42,6 +42,12 @@ class MLP(nn.Sequential):
             x = layer.forward(x)
         return x
 
+    def latent(self, x: Tensor) -> Tensor:
+        """The last hidden layer's output: the input of the output layer."""
+        for layer in list(self)[:-1]:
+            x = layer.forward(x)
+        return x
+
 
 def mlp(
     in_dim: int, hidden_sizes: Sequence[int], out_dim: int, *, activation: str, out_gain: float
@@ -120,21 +126,31 @@ class Policy(nn.Module):
         init_log_std: float = 0.0,
         encoder: str = "auto",
         cnn_features: int = 512,
+        sde: bool = False,
     ) -> None:
         super().__init__()
         self.kind, out_dim, self.nvec = action_head(action_space)
+        if sde and self.kind != "gaussian":
+            raise ValueError(f"gSDE (policy.sde) needs a Box action space, not {action_space}")
+        self.sde = sde
         self.encoder = make_encoder(observation_space, kind=encoder, cnn_features=cnn_features)
         self.net = mlp(
             self.encoder.out_dim, hidden_sizes, out_dim, activation=activation, out_gain=0.01
         )
+        # gSDE: one log-std per (latent feature, action) pair; else one per action
+        shape = (self.net[-1].in_features, out_dim) if sde else (out_dim,)
         self.log_std = (
-            nn.Parameter(torch.full((out_dim,), float(init_log_std)))
+            nn.Parameter(torch.full(shape, float(init_log_std)))
             if self.kind == "gaussian"
             else None
         )
 
     def forward(self, obs: Obs) -> ActionDistribution:
-        out = self.net(_features(self.encoder, obs, self.net))
+        x = _features(self.encoder, obs, self.net)
+        if self.sde:
+            latent = self.net.latent(x)
+            return DiagGaussian(self.net[-1].forward(latent), sde_log_std(latent, self.log_std))
+        out = self.net(x)
         if self.kind == "categorical":
             return Categorical(out)
         if self.kind == "multi_categorical":
@@ -144,6 +160,27 @@ class Policy(nn.Module):
         # clone: a distribution must not alias a parameter, or an "old" policy kept for the
         # KL would move with the update
         return DiagGaussian(out, self.log_std.clone())
+
+    def sde_noise(self, num_envs: int) -> Tensor:
+        """gSDE exploration matrices W, (num_envs, latent, actions), W_ij ~ N(0, sigma_ij^2)
+        with sigma = exp(log_std)."""
+        assert self.sde and self.log_std is not None
+        std = self.log_std.exp()
+        return torch.randn(num_envs, *std.shape, dtype=std.dtype) * std
+
+    def explore(self, obs: Obs, noise_EKA: Tensor) -> Tensor:
+        """gSDE actions mu(s) + z(s) W (generalized state-dependent exploration, Raffin et al.
+        2021): z(s) the last hidden layer, W held for several steps (``sde_noise``). For a
+        fresh W, a ~ N(mu(s), diag(z(s)^2 sigma^2)): the distribution ``forward`` gives."""
+        latent = self.net.latent(_features(self.encoder, obs, self.net))
+        loc = self.net[-1].forward(latent)
+        return loc + torch.bmm(latent.unsqueeze(1), noise_EKA).squeeze(1)
+
+
+def sde_log_std(latent_BK: Tensor, log_std_KA: Tensor, eps: float = 1e-6) -> Tensor:
+    """log sigma(s) of gSDE's actions: 0.5 log(z(s)^2 exp(2 log_std) + eps), with the latent
+    features z(s) held constant (sb3's default ``learn_features=False``)."""
+    return 0.5 * torch.log(latent_BK.detach().square() @ (2 * log_std_KA).exp() + eps)
 
 
 class ValueFunction(nn.Module):

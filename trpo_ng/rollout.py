@@ -72,7 +72,9 @@ class Actor(Protocol):
 
     def act(self, obs_BD: Tensor, deterministic: bool = False) -> Tensor:
         """Actions for a batch of observations: (B,) for Discrete; (B, A) for MultiDiscrete,
-        MultiBinary and Box (``trpo_ng.spaces``)."""
+        MultiBinary and Box (``trpo_ng.spaces``). An agent with ``noise_every`` > 0 (gSDE)
+        also takes ``noise=``, from its ``exploration_noise(num_envs)``, drawn by the rollout
+        every ``noise_every`` steps of a share."""
         ...
 
     def value(self, obs_BD: Tensor) -> Tensor:
@@ -193,6 +195,7 @@ class EnvRunner:
         self.rng: Tensor | None = None  # torch generator state; None: torch's global stream
         self._share: Share | None = None
         self._norm: ObservationNormalizer | None = None
+        self._noise: Tensor | None = None  # gSDE's exploration matrices, per env
 
     def start(self, env_seed: int, rng_seed: int | None) -> None:
         """Begin afresh at the next collection: env j resets from ``env_seed + j`` and actions
@@ -263,7 +266,13 @@ class EnvRunner:
         seen = torch.from_numpy(s.obs_TED[t] if finite else np.nan_to_num(obs))
         # a NaN observation still gets an action; it stays NaN in the batch, so the update that
         # would learn from it is skipped
-        s.act_TE[t] = agent.act(seen).numpy()
+        every = getattr(agent, "noise_every", 0)
+        if every:  # gSDE: noise held for ``every`` steps, fresh at the start of each share
+            if t % every == 0:
+                self._noise = agent.exploration_noise(self.num_envs)  # type: ignore[attr-defined]
+            s.act_TE[t] = agent.act(seen, noise=self._noise).numpy()  # type: ignore[call-arg]
+        else:
+            s.act_TE[t] = agent.act(seen).numpy()
         return to_env_action(self._act_space, s.act_TE[t])
 
     def send(self, actions: np.ndarray) -> None:
