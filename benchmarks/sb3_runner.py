@@ -25,7 +25,6 @@ import torch
 from sb3_contrib import TRPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
 EVAL_SEED_OFFSET = 1_000_000  # as trpo-ng: evaluation never reuses a training seed
@@ -86,21 +85,27 @@ def hyperparams(env_id: str) -> HyperParams:
 class PeriodicEval(BaseCallback):
     """Evaluates after each update that crosses a multiple of ``every`` steps, and at the end."""
 
-    def __init__(self, eval_env: VecEnv, *, every: int, episodes: int) -> None:
+    def __init__(self, eval_env: VecEnv, *, every: int, episodes: int, seed: int) -> None:
         super().__init__()
         self.eval_env, self.every, self.episodes = eval_env, every, episodes
+        self.seed = seed
         self.next_eval = every
         self.history: list[tuple[int, float]] = []
 
     def _evaluate(self) -> None:
+        """Deterministic episodes, episode i reset with ``seed + i`` as trpo-ng's evaluation
+        does, so both systems are scored from the same start states every time."""
         sync_envs_normalization(self.training_env, self.eval_env)  # copies obs_rms, if any
-        returns, _ = evaluate_policy(
-            self.model,
-            self.eval_env,
-            n_eval_episodes=self.episodes,
-            deterministic=True,
-            return_episode_rewards=True,
-        )
+        returns = []
+        for i in range(self.episodes):
+            self.eval_env.seed(self.seed + i)  # applied by the reset
+            obs, total, done = self.eval_env.reset(), 0.0, False
+            while not done:
+                action, _ = self.model.predict(obs, deterministic=True)
+                obs, rew, dones, _ = self.eval_env.step(action)
+                total += float(rew[0])  # raw: the eval VecNormalize leaves rewards alone
+                done = bool(dones[0])
+            returns.append(total)
         self.history.append((self.num_timesteps, float(np.mean(returns))))
 
     def _on_rollout_start(self) -> None:  # the policy has just been updated
@@ -129,7 +134,9 @@ def run(env_id: str, *, steps: int, seed: int, eval_every: int, episodes: int) -
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False, gamma=gamma)
     model = TRPO("MlpPolicy", env, seed=seed, verbose=0, **hp.kwargs)
     rollout = model.n_steps * hp.n_envs
-    callback = PeriodicEval(eval_env, every=eval_every, episodes=episodes)
+    callback = PeriodicEval(
+        eval_env, every=eval_every, episodes=episodes, seed=seed + EVAL_SEED_OFFSET
+    )
     model.learn(max(1, steps // rollout) * rollout, callback=callback)
     wall = time.perf_counter() - start
     env.close()
