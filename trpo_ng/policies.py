@@ -146,11 +146,10 @@ class Policy(nn.Module):
         )
 
     def forward(self, obs: Obs) -> ActionDistribution:
-        x = _features(self.encoder, obs, self.net)
         if self.sde:
-            latent = self.net.latent(x)
-            return DiagGaussian(self.net[-1].forward(latent), sde_log_std(latent, self.log_std))
-        out = self.net(x)
+            latent, loc = self._latent_and_mean(obs)
+            return DiagGaussian(loc, sde_log_std(latent, self.log_std))
+        out = self.net(_features(self.encoder, obs, self.net))
         if self.kind == "categorical":
             return Categorical(out)
         if self.kind == "multi_categorical":
@@ -172,9 +171,13 @@ class Policy(nn.Module):
         """gSDE actions mu(s) + z(s) W (generalized state-dependent exploration, Raffin et al.
         2021): z(s) the last hidden layer, W held for several steps (``sde_noise``). For a
         fresh W, a ~ N(mu(s), diag(z(s)^2 sigma^2)): the distribution ``forward`` gives."""
-        latent = self.net.latent(_features(self.encoder, obs, self.net))
-        loc = self.net[-1].forward(latent)
+        latent, loc = self._latent_and_mean(obs)
         return loc + torch.bmm(latent.unsqueeze(1), noise_EKA).squeeze(1)
+
+    def _latent_and_mean(self, obs: Obs) -> tuple[Tensor, Tensor]:
+        """gSDE's features z(s), the last hidden layer, and the mean mu(s) computed from them."""
+        latent = self.net.latent(_features(self.encoder, obs, self.net))
+        return latent, self.net[-1].forward(latent)
 
 
 def sde_log_std(latent_BK: Tensor, log_std_KA: Tensor, eps: float = 1e-6) -> Tensor:
