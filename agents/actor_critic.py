@@ -119,16 +119,12 @@ class ActorCriticAgent:
 
     # ------------------------------------------------------------------ acting
 
-    @torch.inference_mode()
     def act(
         self, obs_BD: Tensor, deterministic: bool = False, noise: Tensor | None = None
     ) -> Tensor:
         """The policy's mode, a sample, or with gSDE ``noise`` (``exploration_noise``) its
-        state-dependent exploration."""
-        if noise is not None and not deterministic:
-            return self.policy.explore(obs_BD, noise)
-        dist = self.policy(obs_BD)
-        return dist.mode if deterministic else dist.sample()
+        state-dependent exploration (``Policy.act``)."""
+        return self.policy.act(obs_BD, deterministic, noise)
 
     @torch.inference_mode()
     def exploration_noise(self, num_envs: int) -> Tensor:

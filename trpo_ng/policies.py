@@ -12,9 +12,12 @@ import math
 from collections.abc import Sequence
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from trpo_ng.acting import NumpyMLP, categorical_sample
+from trpo_ng.acting import supports as numpy_supports
 from trpo_ng.distributions import (
     ActionDistribution,
     Bernoulli,
@@ -22,7 +25,7 @@ from trpo_ng.distributions import (
     DiagGaussian,
     MultiCategorical,
 )
-from trpo_ng.encoders import Obs, make_encoder
+from trpo_ng.encoders import FlattenEncoder, Obs, make_encoder
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -30,6 +33,9 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
     "sigmoid": nn.Sigmoid,
 }
+
+
+_TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
 
 
 class MLP(nn.Sequential):
@@ -144,6 +150,13 @@ class Policy(nn.Module):
             if self.kind == "gaussian"
             else None
         )
+        # acting on flat observations with a Gaussian or Categorical head runs in NumPy
+        fast = (
+            type(self.encoder) is FlattenEncoder
+            and self.kind in ("gaussian", "categorical")
+            and numpy_supports(self.net)
+        )
+        self._numpy_net = NumpyMLP(self.net) if fast else None
 
     def forward(self, obs: Obs) -> ActionDistribution:
         if self.sde:
@@ -159,6 +172,43 @@ class Policy(nn.Module):
         # clone: a distribution must not alias a parameter, or an "old" policy kept for the
         # KL would move with the update
         return DiagGaussian(out, self.log_std.clone())
+
+    def act(self, obs: Obs, deterministic: bool = False, noise: Tensor | None = None) -> Tensor:
+        """Actions for a batch of observations: the mode, a sample, or with gSDE ``noise``
+        (``sde_noise``) its state-dependent exploration (``explore``). Flat observations with
+        a Gaussian or Categorical head take the NumPy path (``trpo_ng.acting``), which draws
+        the same random numbers from torch's generator as this torch path."""
+        net = self._numpy_net
+        explore = noise is not None and not deterministic
+        if (
+            net is not None
+            and isinstance(obs, Tensor)
+            and not obs.is_cuda
+            and (explore or deterministic or not self.sde)
+        ):
+            return torch.from_numpy(self._act_numpy(net, obs, deterministic, noise))
+        with torch.inference_mode():
+            if explore:
+                return self.explore(obs, noise)
+            dist = self(obs)
+            return dist.mode if deterministic else dist.sample()
+
+    def _act_numpy(
+        self, net: NumpyMLP, obs: Tensor, deterministic: bool, noise: Tensor | None
+    ) -> np.ndarray:
+        latent, out = net(obs.detach().numpy().reshape(obs.shape[0], -1))
+        if self.kind == "categorical":
+            if deterministic:
+                return out.argmax(-1)
+            u = torch.rand((out.shape[0], 1), dtype=_TORCH_DTYPE[out.dtype.type]).numpy()
+            return categorical_sample(out, u)
+        if deterministic:
+            return out
+        if noise is not None:  # gSDE: mu(s) + z(s) W, per env
+            return out + (latent[:, None, :] @ noise.detach().numpy())[:, 0]
+        assert self.log_std is not None
+        eps = torch.randn(out.shape, dtype=_TORCH_DTYPE[out.dtype.type]).numpy()
+        return eps * np.exp(self.log_std.detach().numpy()) + out
 
     def sde_noise(self, num_envs: int) -> Tensor:
         """gSDE exploration matrices W, (num_envs, latent, actions), W_ij ~ N(0, sigma_ij^2)

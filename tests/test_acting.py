@@ -1,0 +1,93 @@
+"""The NumPy acting path (``trpo_ng.acting``) gives the torch path's actions from the same draws."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from trpo_ng.acting import NumpyMLP, supports
+from trpo_ng.policies import Policy, mlp
+
+BOX = gym.spaces.Box(-1.0, 1.0, (5,), dtype=np.float32)
+
+
+def both_paths(policy: Policy, obs: torch.Tensor, **kwargs: object) -> tuple[np.ndarray, ...]:
+    """The actions of the NumPy and the torch path from the same random state."""
+    state = torch.get_rng_state()
+    fast = policy.act(obs, **kwargs).numpy()
+    assert policy._numpy_net is not None
+    net, policy._numpy_net = policy._numpy_net, None
+    try:
+        torch.set_rng_state(state)
+        slow = policy.act(obs, **kwargs).numpy()
+    finally:
+        policy._numpy_net = net
+    return fast, slow
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu", "sigmoid"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numpy_mlp_equals_the_torch_forward(activation: str, dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    net = mlp(5, [16, 8], 3, activation=activation, out_gain=1.0).to(dtype)
+    x = torch.randn(7, 5, dtype=dtype) * 3
+    latent, out = NumpyMLP(net)(x.numpy())
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    np.testing.assert_allclose(out, net(x).detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(latent, net.latent(x).detach().numpy(), rtol=tol, atol=tol)
+    assert out.dtype == x.numpy().dtype
+
+
+@pytest.mark.parametrize(
+    ("action_space", "sde"),
+    [
+        (gym.spaces.Discrete(4), False),
+        (gym.spaces.Discrete(3, start=1), False),
+        (BOX, False),
+        (BOX, True),
+    ],
+)
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_numpy_actions_equal_the_torch_paths(
+    action_space: gym.Space, sde: bool, deterministic: bool
+) -> None:
+    torch.manual_seed(1)
+    policy = Policy(BOX, action_space, sde=sde, init_log_std=-0.5)
+    with torch.no_grad():  # an output layer that is not near zero, so modes differ per row
+        policy.net[-1].weight.mul_(100)
+    obs = torch.randn(64, 5)
+    noise = policy.sde_noise(64) if sde and not deterministic else None
+    fast, slow = both_paths(policy, obs, deterministic=deterministic, noise=noise)
+    assert fast.dtype == slow.dtype and fast.shape == slow.shape
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
+    if not deterministic and action_space is not BOX:
+        assert len(np.unique(fast)) > 1  # the sample is drawn, not the mode
+
+
+def test_the_views_follow_in_place_updates_and_replaced_parameters() -> None:
+    torch.manual_seed(2)
+    policy = Policy(BOX, BOX)
+    obs = torch.randn(3, 5)
+    policy.act(obs, deterministic=True)  # builds the views
+    with torch.no_grad():
+        policy.net[0].weight.add_(1.0)  # as the updater steps: in place
+    fast, slow = both_paths(policy, obs, deterministic=True)
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
+    other = Policy(BOX, BOX)
+    policy.load_state_dict(other.state_dict(), assign=True)  # new storage
+    fast, slow = both_paths(policy, obs, deterministic=True)
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast, other.act(obs, deterministic=True).numpy(), rtol=1e-6)
+
+
+def test_other_networks_keep_the_torch_path() -> None:
+    assert not supports(
+        torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Softplus(), torch.nn.Linear(2, 1))
+    )
+    binary = Policy(BOX, gym.spaces.MultiBinary(3))
+    assert binary._numpy_net is None
+    assert binary.act(torch.randn(2, 5)).shape == (2, 3)
+    image = gym.spaces.Box(0, 255, (4, 36, 36), dtype=np.uint8)
+    assert Policy(image, gym.spaces.Discrete(2))._numpy_net is None
