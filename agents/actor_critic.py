@@ -19,6 +19,7 @@ from torch.distributions import kl_divergence
 
 from trpo_ng import backprop
 from trpo_ng.adam import Adam
+from trpo_ng.mlp_fisher import mlp_fisher_product
 from trpo_ng.natural_gradient import Hyper, PolicyUpdater, UpdateStats, module_distribution_fn
 from trpo_ng.policies import Policy, ValueFunction
 from trpo_ng.rollout import Batch
@@ -159,8 +160,13 @@ class ActorCriticAgent:
 
         t0 = time.perf_counter()
         fisher_obs = obs_BD[:: self.fisher_subsample]
+        by_hand = (  # the analytic product written out for MLP policies (trpo_ng.mlp_fisher)
+            mlp_fisher_product(self.policy, fisher_obs, self.updater.params)
+            if self.updater.fvp == "analytic"
+            else None
+        )
         policy_stats = self.updater.step(
-            closure, dist_fn=module_distribution_fn(self.policy, fisher_obs)
+            closure, dist_fn=module_distribution_fn(self.policy, fisher_obs), fisher_fn=by_hand
         )
         t1 = time.perf_counter()
         if policy_stats.skipped:  # non-finite gradient or step: leave the value function too

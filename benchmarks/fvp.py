@@ -1,8 +1,11 @@
 """Fisher-vector products: double backprop of the KL vs the analytic Gauss-Newton form.
 
 Times one product (the Fisher built beforehand) and a whole CG solve (building the Fisher
-included, ``--cg-iters`` products) both ways, for 64x64 tanh MLP policies like those of
-Hopper (obs 11, Gaussian over 3 actions) and CartPole (obs 4, Categorical over 2 actions).
+included, ``--cg-iters`` products) three ways: double backprop, the analytic product through
+autograd (``gauss_newton_fisher_vector_product``) and the analytic product written out for
+MLPs (``trpo_ng.mlp_fisher``, what the agents use for MLP policies), for 64x64 tanh MLP
+policies like those of Hopper (obs 11, Gaussian over 3 actions) and CartPole (obs 4,
+Categorical over 2 actions).
 Each round times a block of products, then one solve, for every way in turn, so that a busy
 machine slows all ways alike. Prints a markdown table: medians over rounds in ms, the
 speed-up (double backprop time / this time) and the largest relative difference
@@ -34,6 +37,7 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
+from trpo_ng.mlp_fisher import mlp_fisher_product
 from trpo_ng.natural_gradient import (
     VectorProduct,
     conjugate_gradient,
@@ -64,7 +68,12 @@ def builders(policy: MLPPolicy, obs: Tensor, damping: float, alternatives: bool)
     def analytic() -> VectorProduct:
         return gauss_newton_fisher_vector_product(dist_fn, params, damping=damping)
 
-    found = {"double_backprop": double_backprop, "analytic": analytic}
+    def by_hand() -> VectorProduct:
+        fisher_fn = mlp_fisher_product(policy, obs, params)
+        assert fisher_fn is not None
+        return fisher_fn(damping)
+
+    found = {"double_backprop": double_backprop, "analytic": analytic, "analytic_mlp": by_hand}
     if alternatives:
         found |= {
             name: functorch_builder(dist_fn, params, damping, how)

@@ -29,6 +29,10 @@ Closure = Callable[[], tuple[Tensor, Tensor]]
 
 VectorProduct = Callable[[Tensor], Tensor]
 
+FisherFn = Callable[[float], VectorProduct]
+"""damping -> (v -> (F + damping I) v): a Fisher-vector product built by hand for one network
+(``trpo_ng.mlp_fisher``), the same product as ``gauss_newton_fisher_vector_product``'s."""
+
 DistributionFn = Callable[[Sequence[Tensor]], Distribution]
 """Maps parameter tensors (in the updater's order) to a fresh distribution over a batch.
 
@@ -300,7 +304,8 @@ class PolicyUpdater:
     ``dist_fn`` (params -> distribution over a batch, possibly a subsample of the closure's,
     e.g. from ``module_distribution_fn``); then ``fvp`` picks how: "double_backprop" of the
     mean KL(detached(new) || new) or "analytic" (``gauss_newton_fisher_vector_product``,
-    faster; it needs ``dist_fn``).
+    faster; it needs ``dist_fn``; a ``fisher_fn`` given with it, the same product written out
+    for the network, is used instead).
     """
 
     def __init__(
@@ -350,20 +355,35 @@ class PolicyUpdater:
         return float(value(self.num_updates)) if callable(value) else float(value)
 
     def fisher(
-        self, kl: Tensor, dist_fn: DistributionFn | None, *, damping: float
+        self,
+        kl: Tensor,
+        dist_fn: DistributionFn | None,
+        *,
+        damping: float,
+        fisher_fn: FisherFn | None = None,
     ) -> VectorProduct:
         """(F + damping I) v at the current parameters: from ``dist_fn`` by ``self.fvp`` when
-        given, else from ``kl`` (the closure's, with its graph) by double backprop."""
+        given (``fisher_fn`` for "analytic" when given), else from ``kl`` (the closure's, with
+        its graph) by double backprop."""
         if dist_fn is None:
             return fisher_vector_product(kl, self.params, damping=damping)
+        if self.fvp == "analytic" and fisher_fn is not None:
+            return fisher_fn(damping)
         if self.fvp == "analytic":
             return gauss_newton_fisher_vector_product(dist_fn, self.params, damping=damping)
         new = dist_fn(tuple(self.params))
         kl_new = kl_divergence(detached(new), new).mean()
         return fisher_vector_product(kl_new, self.params, damping=damping)
 
-    def step(self, closure: Closure, *, dist_fn: DistributionFn | None = None) -> UpdateStats:
-        """One update; ``dist_fn``, when given, defines the Fisher (see the class docstring)."""
+    def step(
+        self,
+        closure: Closure,
+        *,
+        dist_fn: DistributionFn | None = None,
+        fisher_fn: FisherFn | None = None,
+    ) -> UpdateStats:
+        """One update; ``dist_fn`` (and ``fisher_fn``), when given, define the Fisher (see the
+        class docstring)."""
         if self.fvp == "analytic" and dist_fn is None:
             raise ValueError('fvp="analytic" needs step(closure, dist_fn=...)')
         max_kl, damping = self.hyper(self.max_kl), self.hyper(self.damping)
@@ -374,7 +394,7 @@ class PolicyUpdater:
             if self.metric == "identity" and self.step_rule == "learning_rate":
                 Fvp = None  # VPG needs no curvature at all
             else:
-                Fvp = self.fisher(kl, dist_fn, damping=damping)
+                Fvp = self.fisher(kl, dist_fn, damping=damping, fisher_fn=fisher_fn)
             if self.metric == "fisher":
                 direction, residual = conjugate_gradient(
                     Fvp, -g, iters=self.cg_iters, tol=self.cg_tol
