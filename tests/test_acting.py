@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from trpo_ng.acting import NumpyMLP, supports
+from trpo_ng.acting import MAX_ROWS, NumpyMLP, supports
 from trpo_ng.policies import Policy, mlp
 
 BOX = gym.spaces.Box(-1.0, 1.0, (5,), dtype=np.float32)
@@ -91,3 +91,12 @@ def test_other_networks_keep_the_torch_path() -> None:
     assert binary.act(torch.randn(2, 5)).shape == (2, 3)
     image = gym.spaces.Box(0, 255, (4, 36, 36), dtype=np.uint8)
     assert Policy(image, gym.spaces.Discrete(2))._numpy_net is None
+
+
+def test_large_batches_take_the_torch_path_with_the_same_result() -> None:
+    torch.manual_seed(3)
+    policy = Policy(BOX, BOX)
+    obs = torch.randn(MAX_ROWS + 1, 5)
+    mode = policy.act(obs, deterministic=True).numpy()  # torch
+    first = policy.act(obs[:MAX_ROWS], deterministic=True).numpy()  # NumPy
+    np.testing.assert_allclose(mode[:MAX_ROWS], first, rtol=1e-5, atol=1e-6)

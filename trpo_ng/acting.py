@@ -16,6 +16,11 @@ from collections.abc import Callable
 import numpy as np
 from torch import Tensor, nn
 
+MAX_ROWS = 64
+"""Batches of up to this many observations take the NumPy path. Measured on a 64x64 Hopper
+policy: NumPy 2-4x faster than torch at 2-64 rows, 2x slower at 256, where torch's kernels win
+and NumPy's BLAS may spread a product over threads the trainer did not ask for."""
+
 
 def _sigmoid(h: np.ndarray) -> np.ndarray:
     """1 / (1 + e^-h) as (1 + tanh(h / 2)) / 2: no overflow for very negative h."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from trpo_ng.acting import MAX_ROWS as NUMPY_MAX_ROWS
 from trpo_ng.acting import NumpyMLP, categorical_sample
 from trpo_ng.acting import supports as numpy_supports
 from trpo_ng.distributions import (
@@ -175,15 +176,17 @@ class Policy(nn.Module):
 
     def act(self, obs: Obs, deterministic: bool = False, noise: Tensor | None = None) -> Tensor:
         """Actions for a batch of observations: the mode, a sample, or with gSDE ``noise``
-        (``sde_noise``) its state-dependent exploration (``explore``). Flat observations with
-        a Gaussian or Categorical head take the NumPy path (``trpo_ng.acting``), which draws
-        the same random numbers from torch's generator as this torch path."""
+        (``sde_noise``) its state-dependent exploration (``explore``). A few flat observations
+        (``acting.MAX_ROWS``) with a Gaussian or Categorical head take the NumPy path
+        (``trpo_ng.acting``), which draws the same random numbers from torch's generator as
+        this torch path."""
         net = self._numpy_net
         explore = noise is not None and not deterministic
         if (
             net is not None
             and isinstance(obs, Tensor)
             and not obs.is_cuda
+            and obs.shape[0] <= NUMPY_MAX_ROWS
             and (explore or deterministic or not self.sde)
         ):
             return torch.from_numpy(self._act_numpy(net, obs, deterministic, noise))
