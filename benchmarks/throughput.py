@@ -48,6 +48,11 @@ RESULT_PREFIX = "THROUGHPUT_RESULT "
 SEED = 0
 POLICY_BATCH_SIZES = (2048, 8192, 32768)
 POLICY_CALLS = 3
+ENVS_IN = {  # trpo-ng's rollout.backend -> where its envs step
+    "sync": "this process",
+    "subprocess": "one process per env",
+    "hybrid": "env 0 here, the other in a process",
+}
 
 
 @dataclass(frozen=True)
@@ -194,7 +199,7 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
         marks.setdefault("end", time.perf_counter())
         return evaluate(*args, **kwargs)
 
-    # env processes (rollout.backend=subprocess): their peaks, read before they exit
+    # env processes (rollout.backend=subprocess|hybrid): their peaks, read before they exit
     env_peaks: list[float] = []
     close_envs = SubprocessVectorEnv.close
 
@@ -245,7 +250,7 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
         "version": __version__,
         "settings": {
             "rollout": f"{c.num_envs} x {c.steps_per_env}",
-            "envs_in": "one process per env" if c.backend == "subprocess" else "this process",
+            "envs_in": ENVS_IN[c.backend],
             "gamma": f"{cfg.gamma:g}",
             "gae_lambda": f"{cfg.gae_lambda:g}",
             "max_kl": f"{p.max_kl:g}",
@@ -469,10 +474,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1, help="runs per system, interleaved")
     p.add_argument(
         "--backend",
-        choices=["sync", "subprocess"],
+        choices=["sync", "subprocess", "hybrid"],
         default="sync",
-        help="trpo-ng's rollout.backend: envs in its process, or one process per env "
-        "(peak RSS then sums the trainer and its env processes)",
+        help="trpo-ng's rollout.backend: envs in its process, one process per env, or env 0 "
+        "in its process and the others one process each (peak RSS then sums the trainer and "
+        "its env processes)",
     )
     p.add_argument("--no-sb3", action="store_true", help="skip sb3-contrib TRPO")
     p.add_argument("--sb3-python", type=Path, default=DEFAULT_SB3_PYTHON, metavar="PATH")

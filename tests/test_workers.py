@@ -27,9 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 T = 64  # steps per env and batch in these tests
 
 
-def test_sync_and_subprocess_workers_give_identical_batches_and_statistics():
+@pytest.mark.parametrize("backend", ["subprocess", "hybrid"])
+def test_sync_and_process_workers_give_identical_batches_and_statistics(backend):
     sync, sync_stats, _ = collect_batches("sync")
-    sub, sub_stats, _ = collect_batches("subprocess")
+    sub, sub_stats, _ = collect_batches(backend)
     assert sync[0]["obs_TND"].shape == (T, 4, 4) and sync[0]["act_TN"].shape == (T, 4)
     assert_same_batches(sync, sub)
     assert_same_stats(sync_stats, sub_stats)
@@ -42,7 +43,13 @@ def test_a_deterministic_agent_gets_the_same_batch_from_any_layout():
     nothing collects the same batch from 1 x 4, 2 x 2 and 4 x 1 envs."""
     one, one_stats, _ = collect_batches("legacy", agent_factory=LeanAgent, iterations=3)
     assert one[0]["episode_returns"], "the test needs episodes that end within the batches"
-    for backend, workers, envs in [("sync", 1, 4), ("sync", 2, 2), ("subprocess", 4, 1)]:
+    for backend, workers, envs in [
+        ("sync", 1, 4),
+        ("sync", 2, 2),
+        ("subprocess", 4, 1),
+        ("hybrid", 2, 2),
+        ("hybrid", 1, 4),
+    ]:
         got, stats, _ = collect_batches(
             backend, workers=workers, envs=envs, agent_factory=LeanAgent, iterations=3
         )
@@ -68,6 +75,9 @@ def test_worker_seeds_continue_the_env_numbering_and_restarts_are_reproducible()
         ("subprocess", "Exit", 1),  # the env's process dies
         ("sync", "Raise", 0),  # worker 0 samples from the global stream
         ("subprocess", "Exit", 0),
+        ("hybrid", "Raise", 0),  # env 0 is the one stepped in the trainer
+        ("hybrid", "Raise", 1),
+        ("hybrid", "Exit", 1),  # env 3, in its own process, dies
     ],
 )
 def test_a_faulty_worker_is_replaced_and_its_share_collected_again(backend, fault, worker):
@@ -164,7 +174,11 @@ def test_more_faults_than_allowed_stop_training_with_a_checkpoint(tmp_path):
         (["rollout.ray_address=auto"], "'rollout.ray_address' is only used with"),
         (["rollout.num_worker=2"], "did you mean 'rollout.num_workers'?"),
         (["rollout.max_worker_restarts=-1"], "'rollout.max_worker_restarts' must be >= 0"),
-        (["rollout.backend=threads"], "must be one of sync, subprocess, ray"),
+        (["rollout.backend=threads"], "must be one of sync, subprocess, hybrid, ray"),
+        (
+            ["rollout.backend=hybrid", "rollout.num_workers=4"],
+            "needs at least 2 envs per worker, got 1",
+        ),
     ],
 )
 def test_layout_mistakes_are_one_clear_error(overrides, message):

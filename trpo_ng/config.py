@@ -61,7 +61,9 @@ class RolloutConfig:
     backend: ``num_envs`` is split evenly over ``num_workers`` workers.
 
     backend: sync (every worker in this process), subprocess (one process per env,
-    ``SubprocessVectorEnv``) or ray (one Ray actor per worker, ``pip install 'trpo-ng[ray]'``).
+    ``SubprocessVectorEnv``), hybrid (each worker's first env in this process, the others one
+    process each, ``HybridVectorEnv``) or ray (one Ray actor per worker,
+    ``pip install 'trpo-ng[ray]'``).
     """
 
     backend: str = "sync"
@@ -141,7 +143,7 @@ class Config:
 
 
 AGENTS = ("trpo", "npg", "vpg")
-BACKENDS = ("sync", "subprocess", "ray")
+BACKENDS = ("sync", "subprocess", "hybrid", "ray")
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
 FVPS = ("analytic", "double_backprop")
 ENCODERS = ("auto", "flatten", "cnn")
@@ -322,6 +324,11 @@ def _validate_rollout_layout(r: RolloutConfig) -> None:
         raise ConfigError(
             f"config key 'rollout.num_envs' ({r.num_envs}) must be a multiple of "
             f"rollout.num_workers ({r.num_workers}): each worker steps num_envs / num_workers envs"
+        )
+    if r.backend == "hybrid" and r.num_envs // r.num_workers < 2:
+        raise ConfigError(
+            "rollout.backend=hybrid steps a worker's first env in the trainer and the others in "
+            f"processes: it needs at least 2 envs per worker, got {r.num_envs // r.num_workers}"
         )
     if r.ray_address and r.backend != "ray":
         raise ConfigError(

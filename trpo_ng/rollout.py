@@ -7,6 +7,8 @@ env ``i % E`` of worker ``i // E``. Three backends hold the workers:
 - ``sync``: every worker's envs stepped in this process (``SerialVectorEnv``);
 - ``subprocess``: each worker a ``SubprocessVectorEnv`` (one process per env), all stepped
   at once; the policy runs here;
+- ``hybrid``: each worker a ``HybridVectorEnv``: its first env stepped here while the others
+  step in their processes; the policy runs here;
 - ``ray``: each worker a Ray actor holding a ``SerialVectorEnv`` and its own copy of the agent
   (``trpo_ng.ray_workers``), on this machine or a cluster.
 
@@ -477,7 +479,7 @@ def make_workers(
     r = cfg.rollout
     per_worker = envs_per_worker(r)
     wrappers = make_wrappers(atari=cfg.wrappers.atari, frame_stack=cfg.wrappers.frame_stack)
-    if r.backend in ("sync", "subprocess"):
+    if r.backend in ("sync", "subprocess", "hybrid"):
         return LocalWorkers(
             partial(
                 make_vector_env,
@@ -487,7 +489,7 @@ def make_workers(
                 wrappers=wrappers,
             ),
             num_workers=r.num_workers,
-            lockstep=r.backend == "subprocess",
+            lockstep=r.backend != "sync",
         )
     if r.backend == "ray":
         from trpo_ng.ray_workers import RayWorkers
