@@ -20,6 +20,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import signal
 import struct
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -122,8 +123,9 @@ _HEAD = struct.Struct("<d??")  # reward, terminated, truncated
 _EPISODE = struct.Struct("<dq")  # return, length
 
 
-def _serve(conn: Connection, make_env: Callable[[], gym.Env]) -> None:
-    """An env process: builds the env, sends its spaces, then answers messages until closed."""
+def _serve(conn: Connection, make_env: Callable[[], gym.Env], spin_s: float = 0.0) -> None:
+    """An env process: builds the env, sends its spaces, then answers messages until closed,
+    polling for ``spin_s`` seconds after each answer before it sleeps (``poll``)."""
     try:
         env = RecordEpisodeStatistics(make_env())
         obs_space, act_space = env.observation_space, env.action_space
@@ -134,6 +136,7 @@ def _serve(conn: Connection, make_env: Callable[[], gym.Env]) -> None:
     as_obs = partial(np.asarray, dtype=obs_space.dtype)
     try:
         while True:
+            poll(conn, spin_s)
             msg = conn.recv_bytes()
             kind, body = msg[:1], msg[1:]
             if kind == _CLOSE:
@@ -161,6 +164,16 @@ def _serve(conn: Connection, make_env: Callable[[], gym.Env]) -> None:
         env.close()
 
 
+def poll(conn: Connection, spin_s: float) -> None:
+    """Return once ``conn`` has a message or ``spin_s`` seconds have passed, without sleeping:
+    a process woken by the OS for each message adds its wake-up (tens of microseconds on a
+    VM) to every step, more than a small MuJoCo env's physics; polling keeps a core busy."""
+    if spin_s > 0:
+        end = time.perf_counter() + spin_s
+        while not conn.poll(0) and time.perf_counter() < end:
+            pass
+
+
 def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
@@ -170,8 +183,13 @@ class SubprocessVectorEnv:
     action and answers with its step over its own pipe as raw bytes (no pickling, no info
     dicts), so a step costs two small pipe messages per env on top of the env's own work."""
 
-    def __init__(self, make_env: Callable[[], gym.Env], num_envs: int) -> None:
+    def __init__(
+        self, make_env: Callable[[], gym.Env], num_envs: int, *, spin_s: float = 0.0
+    ) -> None:
+        """``spin_s``: how long the env processes, and this one waiting for their replies,
+        poll before they sleep (``poll``); 0 where there is no core to spare for each."""
         ctx = mp.get_context()
+        self._spin_s = spin_s
         self._conns: list[Connection] = []
         self._procs: list[BaseProcess] = []
         # the processes ignore Ctrl-C: the trainer, not the terminal, decides when they stop
@@ -179,7 +197,7 @@ class SubprocessVectorEnv:
         try:
             for _ in range(num_envs):
                 conn, child = ctx.Pipe()
-                proc = ctx.Process(target=_serve, args=(child, make_env), daemon=True)
+                proc = ctx.Process(target=_serve, args=(child, make_env, spin_s), daemon=True)
                 proc.start()
                 child.close()
                 self._conns.append(conn)
@@ -223,6 +241,7 @@ class SubprocessVectorEnv:
 
     def _recv(self, i: int) -> bytes:
         try:
+            poll(self._conns[i], self._spin_s)
             reply = self._conns[i].recv_bytes()
         except (EOFError, OSError) as e:
             raise self._died(i) from e
@@ -290,18 +309,28 @@ class SubprocessVectorEnv:
         self._conns, self._procs = [], []
 
 
+HYBRID_SPIN_S = 500e-6
+"""How long ``HybridVectorEnv``'s processes poll before they sleep: longer than an acting
+step plus a small MuJoCo env's step (~0.2-0.4 ms), so that during collection they never sleep,
+and short against an update (~0.1 s), during which they do. On the 2-core dev VM, Hopper with
+2 envs: 1.1-1.5x the steps/s of the sync backend with polling, none without."""
+
+
 class HybridVectorEnv:
     """Env 0 in this process, the others one process each (``SubprocessVectorEnv``): the
-    other envs step while this process steps env 0, so on a machine with a core to spare a
-    step takes about one env's time instead of ``num_envs``, and this process is never idle
-    waiting for all of them. Same numbers as the other vector envs for the same seeds."""
+    other envs step while this process steps env 0, so on a machine with a core to spare for
+    each other env, a step takes about one env's time instead of ``num_envs``'. The processes
+    poll instead of sleeping between steps (``HYBRID_SPIN_S``). Same numbers as the other
+    vector envs for the same seeds."""
 
-    def __init__(self, make_env: Callable[[], gym.Env], num_envs: int) -> None:
+    def __init__(
+        self, make_env: Callable[[], gym.Env], num_envs: int, *, spin_s: float = HYBRID_SPIN_S
+    ) -> None:
         if num_envs < 2:
             raise ValueError(f"the hybrid vector env needs at least 2 envs, got {num_envs}")
         self.local = SerialVectorEnv(make_env, 1)
         try:
-            self.remote = SubprocessVectorEnv(make_env, num_envs - 1)
+            self.remote = SubprocessVectorEnv(make_env, num_envs - 1, spin_s=spin_s)
         except BaseException:
             self.local.close()
             raise
