@@ -86,6 +86,7 @@ def test_other_networks_keep_the_torch_path() -> None:
     assert not supports(
         torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Softplus(), torch.nn.Linear(2, 1))
     )
+    assert not supports(torch.nn.Sequential(torch.nn.Linear(2, 1, bias=False)))
     binary = Policy(BOX, gym.spaces.MultiBinary(3))
     assert binary._numpy_net is None
     assert binary.act(torch.randn(2, 5)).shape == (2, 3)

@@ -49,11 +49,12 @@ def _activation(module: nn.Module) -> Callable[[np.ndarray], np.ndarray] | None:
 
 
 def supports(net: nn.Sequential) -> bool:
-    """True for Linear, activation, ..., Linear with activations ``_activation`` knows."""
+    """True for Linear, activation, ..., Linear (with biases) with activations
+    ``_activation`` knows."""
     layers = list(net)
     return (
         len(layers) % 2 == 1
-        and all(type(m) is nn.Linear for m in layers[::2])
+        and all(type(m) is nn.Linear and m.bias is not None for m in layers[::2])
         and all(_activation(m) is not None for m in layers[1::2])
     )
 
