@@ -36,6 +36,7 @@ def test_only_plain_mlps_are_supported():
     assert not backprop.supports(nn.Sequential(nn.Linear(3, 4), nn.GELU(), nn.Linear(4, 1)))
     assert not backprop.supports(nn.Sequential(nn.Linear(3, 4), nn.ELU(alpha=0.5), nn.Linear(4, 1)))
     assert not backprop.supports(nn.Sequential(nn.Linear(3, 4), nn.Tanh()))
+    assert not backprop.supports(nn.Sequential(nn.Linear(3, 1, bias=False)))
 
 
 def test_value_fit_by_hand_matches_the_autograd_fit(monkeypatch):

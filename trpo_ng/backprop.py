@@ -25,11 +25,12 @@ DERIVATIVE: dict[type[nn.Module], Callable[[Tensor], Tensor]] = {
 
 
 def supports(net: nn.Sequential) -> bool:
-    """True for Linear, activation, ..., Linear with activations from ``DERIVATIVE``."""
+    """True for Linear, activation, ..., Linear (with biases) with activations from
+    ``DERIVATIVE``."""
     layers = list(net)
     return (
         len(layers) % 2 == 1
-        and all(isinstance(m, nn.Linear) for m in layers[::2])
+        and all(isinstance(m, nn.Linear) and m.bias is not None for m in layers[::2])
         and all(type(m) in DERIVATIVE for m in layers[1::2])
         and all(m.alpha == 1.0 for m in layers[1::2] if isinstance(m, nn.ELU))
     )
