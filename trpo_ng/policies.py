@@ -185,7 +185,7 @@ class Policy(nn.Module):
         if (
             net is not None
             and isinstance(obs, Tensor)
-            and not obs.is_cuda
+            and obs.device.type == "cpu"
             and obs.shape[0] <= NUMPY_MAX_ROWS
             and (explore or deterministic or not self.sde)
         ):
