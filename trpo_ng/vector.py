@@ -1,6 +1,6 @@
 """Vector environments behind one small interface: ``reset(seed)`` and ``step(actions)``.
 
-Both kinds reset an episode in the same step it ends and hand back its final observation, the
+All kinds reset an episode in the same step it ends and hand back its final observation, the
 way the rollout needs it for bootstrapping at a time limit. ``step`` is ``step_async`` then
 ``step_wait``, so a rollout can step several vector envs at once.
 
@@ -10,8 +10,10 @@ way the rollout needs it for bootstrapping at a time limit. ``step`` is ``step_a
 - ``SubprocessVectorEnv``: one process per env, all stepping at once; a step is two small
   raw-byte pipe messages per env (Gymnasium's AsyncVectorEnv pickles every step and merges
   info dicts, which costs more than a small MuJoCo env's physics).
+- ``HybridVectorEnv``: env 0 stepped in this process while the others step in their own
+  processes, which poll between steps instead of sleeping.
 
-Both step each env through ``step_and_reset`` with Gymnasium's RecordEpisodeStatistics, so
+All step each env through ``step_and_reset`` with Gymnasium's RecordEpisodeStatistics, so
 they give the same numbers for the same seeds.
 """
 
