@@ -367,9 +367,9 @@ class PolicyUpdater:
         its graph) by double backprop."""
         if dist_fn is None:
             return fisher_vector_product(kl, self.params, damping=damping)
-        if self.fvp == "analytic" and fisher_fn is not None:
-            return fisher_fn(damping)
         if self.fvp == "analytic":
+            if fisher_fn is not None:
+                return fisher_fn(damping)
             return gauss_newton_fisher_vector_product(dist_fn, self.params, damping=damping)
         new = dist_fn(tuple(self.params))
         kl_new = kl_divergence(detached(new), new).mean()

@@ -2,7 +2,7 @@
 
 A batch is gathered by ``W`` workers, each stepping its own vector env of ``E`` envs for ``T``
 steps; their shares are merged in worker order along the env axis, so env ``i`` of the batch is
-env ``i % E`` of worker ``i // E``. Three backends hold the workers:
+env ``i % E`` of worker ``i // E``. Four backends hold the workers:
 
 - ``sync``: every worker's envs stepped in this process (``SerialVectorEnv``);
 - ``subprocess``: each worker a ``SubprocessVectorEnv`` (one process per env), all stepped

@@ -315,7 +315,8 @@ HYBRID_SPIN_S = 500e-6
 """How long ``HybridVectorEnv``'s processes poll before they sleep: longer than an acting
 step plus a small MuJoCo env's step (~0.2-0.4 ms), so that during collection they never sleep,
 and short against an update (~0.1 s), during which they do. On the 2-core dev VM, Hopper with
-2 envs: 1.1-1.5x the steps/s of the sync backend with polling, none without."""
+2 envs: interleaved single runs 1.0-1.45x the steps/s of the sync backend with polling (the
+median of three 1.01x), and slower than sync without it."""
 
 
 class HybridVectorEnv:
