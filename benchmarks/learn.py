@@ -207,9 +207,9 @@ def _header(argv: list[str], args: argparse.Namespace, sb3_version: str | None) 
             f"{args.procs} runs at a time, 1 torch thread each; {versions}.",
             "",
             f"Final eval: deterministic mean return over {EVAL_EPISODES} episodes on a separate "
-            "env after the last update; mean and std (ddof=0) over seeds. Runs train whole "
-            "batches within the budget (`trained`). Wall time: the training call, periodic "
-            "evaluation included.",
+            "env after the last update; mean, median and std (ddof=0) over seeds. Runs train "
+            "whole batches within the budget (`trained`). Wall time: the training call, "
+            "periodic evaluation included.",
         ]
     )
 

@@ -37,6 +37,10 @@ class Row:
         return float(np.mean(self.finals))
 
     @property
+    def median(self) -> float:  # returns are often bimodal over seeds (a run takes off or not)
+        return float(np.median(self.finals))
+
+    @property
     def std(self) -> float:  # over seeds, ddof=0 as in rl-baselines3-zoo's tables
         return float(np.std(self.finals))
 
@@ -79,10 +83,13 @@ def _fmt(x: float) -> str:
 
 
 def write_results_csv(path: Path, rows: list[Row]) -> None:
-    header = ["system", "task", "config", "budget", "trained_steps", "seeds", "mean", "std"]
+    header = [
+        *("system", "task", "config", "budget", "trained_steps", "seeds"),
+        *("mean", "median", "std", "per_seed_final", "mean_wall_s"),
+    ]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow([*header, "per_seed_final", "mean_wall_s"])
+        w.writerow(header)
         for r in rows:
             w.writerow(
                 [
@@ -93,6 +100,7 @@ def write_results_csv(path: Path, rows: list[Row]) -> None:
                     r.trained,
                     " ".join(map(str, r.seeds)),
                     _fmt(r.mean),
+                    _fmt(r.median),
                     _fmt(r.std),
                     " ".join(_fmt(x) for x in r.finals),
                     _fmt(r.wall_s),
@@ -104,14 +112,14 @@ def write_results_md(path: Path, rows: list[Row], *, header: str, failures: list
     lines = [
         header,
         "",
-        "| system | task | config | budget | trained | seeds | mean | std | per-seed final "
-        "| mean wall (s) |",
-        "|---|---|---|---:|---:|---|---:|---:|---|---:|",
+        "| system | task | config | budget | trained | seeds | mean | median | std "
+        "| per-seed final | mean wall (s) |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r.system} | {r.task} | {r.config} | {r.budget:,} | {r.trained:,} "
-            f"| {' '.join(map(str, r.seeds))} | {_fmt(r.mean)} | {_fmt(r.std)} "
+            f"| {' '.join(map(str, r.seeds))} | {_fmt(r.mean)} | {_fmt(r.median)} | {_fmt(r.std)} "
             f"| {' / '.join(_fmt(x) for x in r.finals)} | {_fmt(r.wall_s)} |"
         )
     ratios = _wall_ratios(rows)
