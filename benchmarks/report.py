@@ -84,8 +84,17 @@ def _fmt(x: float) -> str:
 
 def write_results_csv(path: Path, rows: list[Row]) -> None:
     header = [
-        *("system", "task", "config", "budget", "trained_steps", "seeds"),
-        *("mean", "median", "std", "per_seed_final", "mean_wall_s"),
+        "system",
+        "task",
+        "config",
+        "budget",
+        "trained_steps",
+        "seeds",
+        "mean",
+        "median",
+        "std",
+        "per_seed_final",
+        "mean_wall_s",
     ]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
