@@ -77,9 +77,9 @@ TASKS = {
             "gamma=0.99",
             "gae_lambda=0.95",
             "normalize_advantages=true",
-            "policy.max_kl=0.01",
+            "policy.max_kl=0.03",  # the zoo's 0.01 and 0.1 per action dimension (3)
             "policy.cg_iters=25",
-            "policy.damping=0.1",
+            "policy.damping=0.3",
             "policy.backtrack_coeff=0.8",
             "policy.max_backtracks=10",
             "value.epochs=20",
@@ -289,7 +289,9 @@ def child_sb3(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
+    import numpy as np
     import sb3_contrib
+    from gymnasium.spaces import Box
     from sb3_contrib import TRPO
     from sb3_runner import hyperparams  # benchmarks/ is this script's directory
     from stable_baselines3.common.callbacks import BaseCallback
@@ -339,6 +341,9 @@ def child_sb3(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         normalize = "none"
     ss = model.sub_sampling_factor
+    # sb3-contrib averages a Gaussian policy's KL over the action dimensions (trpo-ng sums
+    # it): its target_kl and cg_damping in trpo-ng's units (benchmarks/sb3_parity.py)
+    per_dim = int(np.prod(env.action_space.shape)) if isinstance(env.action_space, Box) else 1
     env.close()
     return {
         "steps": int(model.num_timesteps),
@@ -357,9 +362,9 @@ def child_sb3(spec: dict[str, Any]) -> dict[str, Any]:
             ),
             "gamma": f"{model.gamma:g}",
             "gae_lambda": f"{model.gae_lambda:g}",
-            "max_kl": f"{model.target_kl:g}",
+            "max_kl": f"{model.target_kl * per_dim:g}",
             "cg_iters": str(model.cg_max_steps),
-            "cg_damping": f"{model.cg_damping:g}",
+            "cg_damping": f"{model.cg_damping * per_dim:g}",
             "line_search": (
                 f"x{model.line_search_shrinking_factor:g}, {model.line_search_max_iter} max"
             ),
@@ -639,9 +644,9 @@ def settings_table(task: dict[str, Any], markdown: bool) -> str | None:
         "envs_in": "envs stepped in",
         "gamma": "gamma",
         "gae_lambda": "GAE lambda",
-        "max_kl": "max KL (target_kl)",
+        "max_kl": "max KL (sb3: target_kl x action dims)",
         "cg_iters": "CG iterations",
-        "cg_damping": "CG damping",
+        "cg_damping": "CG damping (sb3: x action dims)",
         "line_search": "line search",
         "policy_batch": "policy step on",
         "critic": "critic",
