@@ -1,6 +1,6 @@
 """Does trpo-ng take sb3-contrib TRPO's step? One update, same weights, same rollout.
 
-    python benchmarks/sb3_parity.py configs/hopper.yaml configs/walker2d.yaml
+    python benchmarks/sb3_parity.py configs/hopper.yaml configs/walker2d.yaml configs/cartpole.yaml
 
 For each config's env, ``sb3_first_update.py`` (run with the sb3-contrib venv's python) saves
 sb3-contrib's first update at the rl-baselines3-zoo settings; trpo-ng's agent, built from the
@@ -36,15 +36,23 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_SB3_PYTHON = HERE / ".venv-sb3" / "bin" / "python"
 
 
-def sb3_names(num_hidden: int) -> dict[str, str]:
+def sb3_names(num_hidden: int, *, gaussian: bool) -> dict[str, str]:
     """trpo-ng's policy tensor names -> sb3's (``mlp_extractor.policy_net`` + ``action_net``)."""
-    names = {"log_std": "log_std"}
+    names = {"log_std": "log_std"} if gaussian else {}
     for i in range(num_hidden):
         for kind in ("weight", "bias"):
             names[f"net.{2 * i}.{kind}"] = f"mlp_extractor.policy_net.{2 * i}.{kind}"
     for kind in ("weight", "bias"):
         names[f"net.{2 * num_hidden}.{kind}"] = f"action_net.{kind}"
     return names
+
+
+def actions(act: np.ndarray, *, discrete: bool) -> torch.Tensor:
+    """sb3's stored actions as a (T, N = 1) batch: indices for a categorical policy (sb3 keeps
+    them as floats of shape (n, 1)), else (T, 1, A) floats."""
+    if discrete:
+        return torch.from_numpy(act).long().view(-1, 1)
+    return torch.from_numpy(act).float()[:, None]
 
 
 def step_difference(path: Path, dump: dict[str, np.ndarray], scale: float) -> float:
@@ -63,14 +71,14 @@ def step_difference(path: Path, dump: dict[str, np.ndarray], scale: float) -> fl
     env = gym.make(cfg.env_id)
     agent = make_agent(cfg, env.observation_space, env.action_space)
     env.close()
-    names = sb3_names(len(cfg.network.hidden_sizes))
+    names = sb3_names(len(cfg.network.hidden_sizes), gaussian="before/log_std" in dump)
     before = {k: torch.from_numpy(dump[f"before/{v}"]) for k, v in names.items()}
     agent.policy.load_state_dict(before)
     n = dump["obs"].shape[0]
     zeros = torch.zeros((n, 1))
     batch = Batch(
         obs_TND=torch.from_numpy(dump["obs"]).float()[:, None],
-        act_TN=torch.from_numpy(dump["act"]).float()[:, None],
+        act_TN=actions(dump["act"], discrete=agent.policy.kind == "categorical"),
         rew_TN=zeros,
         term_TN=zeros.bool(),
         trunc_TN=zeros.bool(),
