@@ -7,10 +7,11 @@ sb3-contrib's first update at the rl-baselines3-zoo settings; trpo-ng's agent, b
 config with sb3's initial policy weights, then updates on the same rollout, and the two steps
 are compared tensor by tensor (largest ``|step_trpo - step_sb3| / |step_sb3|``).
 
-sb3-contrib averages its Gaussian KL over the action dimensions (``Normal(...).kl.mean()``,
-where the paper's KL between the multivariate policies is the sum), so its ``target_kl`` and
-``cg_damping`` are per action dimension: trpo-ng takes its step with both multiplied by the
-action dimension. The table shows the difference with the values as written and as translated.
+sb3-contrib averages its Gaussian KL over the action dimensions (``kl_divergence`` of two
+per-dimension ``Normal``s, then ``.mean()``; the paper's KL between the multivariate policies is
+their sum), so its ``target_kl`` and ``cg_damping`` are per action dimension: trpo-ng takes its
+step with both multiplied by the action dimension. The table shows the difference with the
+values as written and as translated.
 """
 
 from __future__ import annotations
