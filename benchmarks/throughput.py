@@ -78,6 +78,7 @@ TASKS = {
             "gae_lambda=0.95",
             "normalize_advantages=true",
             "policy.max_kl=0.03",  # the zoo's 0.01 and 0.1 per action dimension (3)
+            "policy.schedule=constant",  # configs/hopper.yaml anneals; sb3-contrib cannot
             "policy.cg_iters=25",
             "policy.damping=0.3",
             "policy.backtrack_coeff=0.8",
@@ -106,6 +107,7 @@ TASKS = {
             "gae_lambda=0.95",
             "normalize_advantages=true",
             "policy.max_kl=0.01",
+            "policy.schedule=constant",
             "policy.cg_iters=15",
             "policy.damping=0.1",
             "policy.backtrack_coeff=0.8",
@@ -254,6 +256,7 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
             "gamma": f"{cfg.gamma:g}",
             "gae_lambda": f"{cfg.gae_lambda:g}",
             "max_kl": f"{p.max_kl:g}",
+            "max_kl_schedule": p.schedule,
             "cg_iters": str(p.cg_iters),
             "cg_damping": f"{p.damping:g}",
             "line_search": f"x{p.backtrack_coeff:g}, {p.max_backtracks} max",
@@ -363,6 +366,7 @@ def child_sb3(spec: dict[str, Any]) -> dict[str, Any]:
             "gamma": f"{model.gamma:g}",
             "gae_lambda": f"{model.gae_lambda:g}",
             "max_kl": f"{model.target_kl * per_dim:g}",
+            "max_kl_schedule": "constant",
             "cg_iters": str(model.cg_max_steps),
             "cg_damping": f"{model.cg_damping * per_dim:g}",
             "line_search": (
@@ -645,6 +649,7 @@ def settings_table(task: dict[str, Any], markdown: bool) -> str | None:
         "gamma": "gamma",
         "gae_lambda": "GAE lambda",
         "max_kl": "max KL (sb3: target_kl x action dims)",
+        "max_kl_schedule": "max KL schedule",
         "cg_iters": "CG iterations",
         "cg_damping": "CG damping (sb3: x action dims)",
         "line_search": "line search",
