@@ -65,7 +65,8 @@ class Task:
 
 # Matched hyper-parameters. sb3-contrib runs with benchmarks/sb3_runner.py's `hyperparams`
 # (rl-baselines3-zoo for Hopper, class defaults for CartPole); trpo-ng gets the same values as
-# overrides, so a later edit of the YAML cannot unmatch them (for Hopper they equal the YAML).
+# overrides, so a later edit of the YAML cannot unmatch them (for Hopper they equal the YAML
+# but for its annealed trust region, held constant here as sb3-contrib's is).
 # Both line searches shrink by 0.8 at most 10 times; both normalise advantages and take the
 # policy step on the whole batch (sb3 sub_sampling_factor 1).
 TASKS = {
