@@ -16,9 +16,7 @@ import sys
 import numpy as np
 import torch
 from sb3_contrib import TRPO
-from sb3_runner import hyperparams
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import VecNormalize
+from sb3_runner import make_model
 
 
 def policy_weights(model: TRPO) -> dict[str, np.ndarray]:
@@ -37,11 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    hp = hyperparams(args.env_id)
-    env = make_vec_env(args.env_id, n_envs=hp.n_envs, seed=args.seed)
-    if hp.normalize:
-        env = VecNormalize(env, gamma=hp.kwargs.get("gamma", 0.99))
-    model = TRPO("MlpPolicy", env, seed=args.seed, verbose=0, **hp.kwargs)
+    model, hp = make_model(args.env_id, args.seed)
     if model.use_sde:
         raise SystemExit(f"sb3_first_update: {args.env_id} trains with gSDE here; not compared")
     before = policy_weights(model)
@@ -61,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         cg_damping=model.cg_damping,
         cg_max_steps=model.cg_max_steps,
     )
-    env.close()
+    model.get_env().close()
     return 0
 
 

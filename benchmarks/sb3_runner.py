@@ -122,17 +122,25 @@ class PeriodicEval(BaseCallback):
             self._evaluate()
 
 
+def make_model(env_id: str, seed: int) -> tuple[TRPO, HyperParams]:
+    """sb3-contrib TRPO on ``hyperparams(env_id)``'s training envs (in VecNormalize when they
+    normalise); ``model.get_env()`` is that vector env."""
+    hp = hyperparams(env_id)
+    env = make_vec_env(env_id, n_envs=hp.n_envs, seed=seed)
+    if hp.normalize:
+        env = VecNormalize(env, gamma=hp.kwargs.get("gamma", 0.99))
+    return TRPO("MlpPolicy", env, seed=seed, verbose=0, **hp.kwargs), hp
+
+
 def run(env_id: str, *, steps: int, seed: int, eval_every: int, episodes: int) -> dict[str, Any]:
     """Train for whole rollouts within ``steps`` (as trpo-ng does) and return the results."""
-    hp = hyperparams(env_id)
     start = time.perf_counter()
-    env = make_vec_env(env_id, n_envs=hp.n_envs, seed=seed)
+    model, hp = make_model(env_id, seed)
+    env = model.get_env()
     eval_env = make_vec_env(env_id, n_envs=1, seed=seed + EVAL_SEED_OFFSET)
-    gamma = hp.kwargs.get("gamma", 0.99)
     if hp.normalize:
-        env = VecNormalize(env, gamma=gamma)
+        gamma = hp.kwargs.get("gamma", 0.99)
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False, gamma=gamma)
-    model = TRPO("MlpPolicy", env, seed=seed, verbose=0, **hp.kwargs)
     rollout = model.n_steps * hp.n_envs
     callback = PeriodicEval(
         eval_env, every=eval_every, episodes=episodes, seed=seed + EVAL_SEED_OFFSET

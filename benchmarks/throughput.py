@@ -296,10 +296,8 @@ def child_sb3(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import sb3_contrib
     from gymnasium.spaces import Box
-    from sb3_contrib import TRPO
-    from sb3_runner import hyperparams  # benchmarks/ is this script's directory
+    from sb3_runner import make_model  # benchmarks/ is this script's directory
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
     class Clock(BaseCallback):
@@ -322,11 +320,8 @@ def child_sb3(spec: dict[str, Any]) -> dict[str, Any]:
         def _on_training_end(self) -> None:
             self.end = time.perf_counter()
 
-    hp = hyperparams(spec["env_id"])
-    env = make_vec_env(spec["env_id"], n_envs=hp.n_envs, seed=SEED)
-    if hp.normalize:
-        env = VecNormalize(env, gamma=hp.kwargs.get("gamma", 0.99))
-    model = TRPO("MlpPolicy", env, seed=SEED, verbose=0, **hp.kwargs)
+    model, _ = make_model(spec["env_id"], SEED)
+    env = model.get_env()
     rollout = model.n_steps * env.num_envs
     clock = Clock()
     t0 = time.perf_counter()
