@@ -35,6 +35,7 @@ def make_agent(
         init_log_std=p.init_log_std,
         sde=p.sde,
         sde_sample_freq=p.sde_sample_freq,
+        value_background=cfg.value.background,
     )
     if cfg.agent == "vpg":
         return VPGAgent(observation_space, action_space, lr=step_size, **common)

@@ -7,6 +7,7 @@ onto the GAE lambda-returns.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -17,12 +18,12 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from trpo_ng import backprop
 from trpo_ng.adam import Adam
 from trpo_ng.mlp_fisher import mlp_fisher_product
 from trpo_ng.natural_gradient import Hyper, PolicyUpdater, UpdateStats, module_distribution_fn
 from trpo_ng.policies import Policy, ValueFunction
 from trpo_ng.rollout import Batch
+from trpo_ng.value_fit import BackgroundFit, fit_value
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,15 @@ class ActorCriticAgent:
         init_log_std: float = 0.0,
         sde: bool = False,
         sde_sample_freq: int = 4,
+        value_background: bool = False,
     ) -> None:
         """``fisher_subsample``: the Fisher-vector products use every k-th sample of the batch
         (the TRPO paper, sec. 6, evaluates the Fisher on a subsample to cut its cost).
         ``sde``: gSDE exploration (``Policy.explore``), a fresh noise matrix per env every
-        ``sde_sample_freq`` steps (``noise_every``; 0 without gSDE)."""
+        ``sde_sample_freq`` steps (``noise_every``; 0 without gSDE).
+        ``value_background``: fit the value function in a second process while the next batch
+        is collected (``trpo_ng.value_fit.BackgroundFit``; the same weights, a core more);
+        ``close`` ends that process."""
         if sde and sde_sample_freq < 1:
             raise ValueError(f"sde_sample_freq must be >= 1, got {sde_sample_freq}")
         if fisher_subsample < 1:
@@ -117,6 +122,10 @@ class ActorCriticAgent:
         self.value_minibatch_size = value_minibatch_size
         self.normalize_advantages = normalize_advantages
         self.fisher_subsample = fisher_subsample
+        self._background = (
+            BackgroundFit(self.value_fn, self.value_optimizer) if value_background else None
+        )
+        self._last_loss = float("nan")  # the last background fit's
 
     # ------------------------------------------------------------------ acting
 
@@ -135,6 +144,7 @@ class ActorCriticAgent:
 
     @torch.inference_mode()
     def value(self, obs_BD: Tensor) -> Tensor:
+        self._settle()
         return self.value_fn(obs_BD)
 
     # ------------------------------------------------------------------ learning
@@ -173,10 +183,10 @@ class ActorCriticAgent:
             return AgentStats.skipped_update()
         ret_B = ret_TN.flatten()
         values_B = batch.values_TN.flatten()
-        value_loss = self._fit_value(obs_BD, ret_B)
+        value_loss, value_s = self._fit_value(obs_BD, ret_B)
         return AgentStats(
             policy_update_s=t1 - t0,
-            value_update_s=time.perf_counter() - t1,
+            value_update_s=value_s,
             policy=policy_stats,
             value_loss=value_loss,
             explained_variance=explained_variance(values_B, ret_B),
@@ -184,37 +194,51 @@ class ActorCriticAgent:
             log_std=None if self.policy.log_std is None else self.policy.log_std.detach().clone(),
         )
 
-    def _fit_value(self, obs_BD: Tensor, ret_B: Tensor) -> float:
-        """Minibatch Adam on 0.5 (V(s) - R)^2; returns the mean loss of the last epoch.
-
-        With an encoder without weights (everything but the CNN) the features are computed
-        once and the MLP's gradient by hand (``trpo_ng.backprop``), the same gradient at a
-        third of autograd's cost on these small minibatches; otherwise by autograd."""
+    def _fit_value(self, obs_BD: Tensor, ret_B: Tensor) -> tuple[float, float]:
+        """Fit the value function (``trpo_ng.value_fit``): (loss, seconds). In the background:
+        start the fit and return the loss of the one before (NaN at first) and the seconds it
+        took to start; a wait for a fit falls in the next collection (``value``)."""
         lr = self.value_lr(self.updater.num_updates) if callable(self.value_lr) else self.value_lr
-        value_fn, net = self.value_fn, self.value_fn.net
-        by_hand = backprop.supports(net) and not any(True for _ in value_fn.encoder.parameters())
-        if by_hand:
-            with torch.no_grad():
-                obs_BD = value_fn.features(obs_BD)
-        params = self.value_optimizer.params  # value_fn's: an encoder by hand has none
         n = ret_B.numel()
-        losses: list[Tensor] = []
-        for _ in range(self.value_epochs):
-            losses = []
-            for idx_b in torch.randperm(n).split(self.value_minibatch_size):
-                obs_bD, ret_b = obs_BD[idx_b], ret_B[idx_b]
-                if by_hand:
-                    loss, grads = backprop.squared_error_and_grad(net, obs_bD, ret_b)
-                else:
-                    loss = 0.5 * (value_fn(obs_bD) - ret_b).square().mean()
-                    grads = list(torch.autograd.grad(loss, params))
-                self.value_optimizer.step(grads, lr)
-                losses.append(loss.detach())
-        return float(torch.stack(losses).mean()) if losses else 0.0
+        perms = [torch.randperm(n) for _ in range(self.value_epochs)]  # the global stream
+        if self._background is None:
+            start = time.perf_counter()
+            loss = fit_value(
+                self.value_fn,
+                self.value_optimizer,
+                obs_BD,
+                ret_B,
+                perms,
+                minibatch_size=self.value_minibatch_size,
+                lr=lr,
+            )
+            return loss, time.perf_counter() - start
+        start = time.perf_counter()
+        self._settle()  # done already: this batch's values waited for it
+        self._background.submit(
+            obs_BD, ret_B, perms, minibatch_size=self.value_minibatch_size, lr=lr
+        )
+        loss, self._last_loss = self._last_loss, float("nan")
+        return loss, time.perf_counter() - start
+
+    def _settle(self) -> None:
+        """Wait for a background fit, if one is running, and keep its loss."""
+        if self._background is not None and self._background.pending:
+            self._last_loss = self._background.wait()
+
+    def close(self) -> None:
+        """End the background fit's process, after the fit it runs; a failure of that fit is
+        not raised here (``value`` and ``state_dict`` raise it). A later update starts a new
+        process."""
+        if self._background is not None:
+            with contextlib.suppress(RuntimeError):
+                self._settle()
+            self._background.close()
 
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
+        self._settle()
         return {
             "policy": self.policy.state_dict(),
             "value": self.value_fn.state_dict(),
@@ -223,6 +247,7 @@ class ActorCriticAgent:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._settle()
         self.policy.load_state_dict(state["policy"])
         self.value_fn.load_state_dict(state["value"])
         self.updater.load_state_dict(state["updater"])

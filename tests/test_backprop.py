@@ -49,7 +49,7 @@ def test_value_fit_by_hand_matches_the_autograd_fit(monkeypatch):
         initial.append(agent.value_fn.net[0].weight.detach().clone())
         if not by_hand:
             monkeypatch.setattr(backprop, "supports", lambda net: False)
-        loss = agent._fit_value(obs, ret)
+        loss, _ = agent._fit_value(obs, ret)
         monkeypatch.undo()
         return loss, [p.detach().clone() for p in agent.value_fn.parameters()]
 

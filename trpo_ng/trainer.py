@@ -81,6 +81,10 @@ class Agent(Actor, Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def close(self) -> None:
+        """Release what the agent runs besides the trainer (a background value fit)."""
+        ...
+
 
 @dataclass
 class Progress:
@@ -443,6 +447,7 @@ def train(
                 )
     finally:
         logger.close()
+        agent.close()
         worker.close()
         eval_env.close()
         if video_env is not None:

@@ -1,0 +1,119 @@
+"""The value fit in a background process ends where the fit in the trainer's process ends, bit
+for bit, and its failures come back as errors."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents.trpo import TRPOAgent
+from trpo_ng.adam import Adam
+from trpo_ng.api import train
+from trpo_ng.checkpoint import load_model
+from trpo_ng.policies import ValueFunction
+from trpo_ng.trainer import MODEL_FILE
+from trpo_ng.value_fit import BackgroundFit
+
+SPACE = gym.spaces.Box(-np.inf, np.inf, (5,), np.float64)
+
+
+def _agent(background: bool) -> TRPOAgent:
+    torch.manual_seed(3)
+    return TRPOAgent(
+        SPACE,
+        gym.spaces.Discrete(2),
+        value_epochs=4,
+        value_minibatch_size=32,
+        value_background=background,
+    )
+
+
+def test_background_fits_equal_the_inline_fits_bit_for_bit():
+    data = [(torch.randn(200, 5), torch.randn(200)) for _ in range(3)]
+    fitted = []
+    for background in (False, True):
+        agent = _agent(background)
+        torch.manual_seed(7)  # the epochs' permutations come from the global stream
+        losses = [agent._fit_value(*data[0])[0]]  # the process is starting: fitted here
+        if background:
+            assert agent._background is not None
+            assert agent._background.ready(timeout=120)  # the next two in the process
+        losses += [agent._fit_value(obs, ret)[0] for obs, ret in data[1:]]
+        state = agent.state_dict()  # waits for the last background fit
+        after = torch.randn(3)  # the stream continues from the same point either way
+        fitted.append((losses, state, after, agent.value(data[0][0])))
+        agent.close()
+    (inline_losses, inline, inline_after, inline_v), (bg_losses, bg, bg_after, bg_v) = fitted
+    # in the background, each fit reports the loss of the fit before it
+    assert bg_losses[0] != bg_losses[0]  # NaN: none before the first
+    assert bg_losses[1:] == inline_losses[:-1]
+    for key, value in inline["value"].items():
+        assert torch.equal(value, bg["value"][key]), key
+    for i, s in inline["value_optimizer"]["state"].items():
+        for k in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(s[k], bg["value_optimizer"]["state"][i][k]), (i, k)
+    assert torch.equal(inline_after, bg_after)
+    assert torch.equal(inline_v, bg_v)
+
+
+def test_a_failing_fit_raises_in_the_trainer_with_the_childs_traceback():
+    value_fn = ValueFunction(SPACE)
+    fit = BackgroundFit(value_fn, Adam(value_fn.parameters()))
+    fit.start()
+    assert fit.ready(timeout=120)
+    try:
+        fit.submit(
+            torch.randn(10, 4), torch.randn(10), [torch.randperm(10)], minibatch_size=5, lr=1e-3
+        )
+        with pytest.raises(RuntimeError, match="the value fit failed in its process") as err:
+            fit.wait()
+        assert "Traceback" in str(err.value)
+        with pytest.raises(RuntimeError, match="no value fit is running"):
+            fit.wait()
+    finally:
+        fit.close()
+
+
+def test_a_killed_fit_process_is_an_error_not_a_hang():
+    value_fn = ValueFunction(SPACE)
+    fit = BackgroundFit(value_fn, Adam(value_fn.parameters()))
+    fit.start()
+    assert fit.ready(timeout=120)
+    obs, ret = torch.randn(4000, 5), torch.randn(4000)
+    fit.submit(obs, ret, [torch.randperm(4000)] * 50, minibatch_size=8, lr=1e-3)
+    assert fit._process is not None
+    fit._process.kill()
+    with pytest.raises(RuntimeError, match="the value-fit process died"):
+        fit.wait()
+    assert fit._process is None
+
+
+def test_training_with_the_background_fit_gives_the_same_run(tmp_path):
+    def run(background: bool):
+        result = train(
+            "configs/cartpole.yaml",
+            {
+                "total_steps": 4096,
+                "rollout.num_envs": 2,
+                "rollout.steps_per_env": 512,
+                "eval.every": 2048,
+                "eval.episodes": 2,
+                "value.background": background,
+                "log_dir": str(tmp_path),
+                "run_name": f"background-{background}",
+            },
+            quiet=True,
+        )
+        state, _ = load_model(result.run_dir / MODEL_FILE)
+        return result, state
+
+    (inline, inline_state), (bg, bg_state) = run(False), run(True)
+    assert bg.eval_history == inline.eval_history
+    for part in ("policy", "value"):
+        for key, value in inline_state["agent"][part].items():
+            assert torch.equal(value, bg_state["agent"][part][key]), (part, key)
+    assert not multiprocessing.active_children()  # the fit's process ended with the run
