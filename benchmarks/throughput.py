@@ -176,6 +176,7 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
     from trpo_ng import __version__
     from trpo_ng.config import load_config
     from trpo_ng.rollout import RolloutWorker
+    from trpo_ng.value_fit import BackgroundFit
     from trpo_ng.vector import SubprocessVectorEnv
 
     marks: dict[str, float] = {}
@@ -202,7 +203,8 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
         marks.setdefault("end", time.perf_counter())
         return evaluate(*args, **kwargs)
 
-    # env processes (rollout.backend=subprocess|hybrid): their peaks, read before they exit
+    # env processes (rollout.backend=subprocess|hybrid) and the value fit's process
+    # (value.background): their peaks, read before they exit
     env_peaks: list[float] = []
     close_envs = SubprocessVectorEnv.close
 
@@ -210,7 +212,15 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
         env_peaks.extend(_peak_rss_mib(proc.pid) for proc in self._procs)
         close_envs(self, terminate=terminate)
 
+    close_fit = BackgroundFit.close
+
+    def close_fit_and_measure(self: Any) -> None:  # value.background: the fit's process
+        if self._process is not None:
+            env_peaks.append(_peak_rss_mib(self._process.pid))
+        close_fit(self)
+
     SubprocessVectorEnv.close = close_and_measure  # type: ignore[method-assign]
+    BackgroundFit.close = close_fit_and_measure  # type: ignore[method-assign]
     RolloutWorker.collect = first_collect  # type: ignore[method-assign]
     trainer.evaluate = final_evaluate
     trainer.gae = timed(trainer.gae, "gae_s")
@@ -254,6 +264,9 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
         "settings": {
             "rollout": f"{c.num_envs} x {c.steps_per_env}",
             "envs_in": ENVS_IN[c.backend],
+            "critic_in": "a second process, while the next batch is collected"
+            if v.background
+            else "this process, after the policy step",
             "gamma": f"{cfg.gamma:g}",
             "gae_lambda": f"{cfg.gae_lambda:g}",
             "max_kl": f"{p.max_kl:g}",
@@ -359,6 +372,7 @@ def child_sb3(spec: dict[str, Any]) -> dict[str, Any]:
                 if type(getattr(env, "venv", env)).__name__ == "SubprocVecEnv"
                 else "this process"
             ),
+            "critic_in": "this process, after the policy step",
             "gamma": f"{model.gamma:g}",
             "gae_lambda": f"{model.gae_lambda:g}",
             "max_kl": f"{model.target_kl * per_dim:g}",
@@ -485,6 +499,12 @@ def _parser() -> argparse.ArgumentParser:
         "in its process and the others one process each (peak RSS then sums the trainer and "
         "its env processes)",
     )
+    p.add_argument(
+        "--value-background",
+        action="store_true",
+        help="trpo-ng's value.background=true: the critic fitted in a second process while the "
+        "next batch is collected (same weights; peak RSS then adds that process's)",
+    )
     p.add_argument("--no-sb3", action="store_true", help="skip sb3-contrib TRPO")
     p.add_argument("--sb3-python", type=Path, default=DEFAULT_SB3_PYTHON, metavar="PATH")
     p.add_argument("--no-policy-update", action="store_true", help="skip the batch-size sweep")
@@ -511,7 +531,11 @@ def measure(args: argparse.Namespace, sb3: bool, log_dir: Path) -> dict[str, Any
             trpo = {
                 **common,
                 "config": task.config,
-                "overrides": [*task.overrides, f"rollout.backend={args.backend}"],
+                "overrides": [
+                    *task.overrides,
+                    f"rollout.backend={args.backend}",
+                    f"value.background={str(args.value_background).lower()}",
+                ],
                 "log_dir": str(log_dir),
                 "run_name": f"{name}-r{r}",
             }
@@ -642,6 +666,7 @@ def settings_table(task: dict[str, Any], markdown: bool) -> str | None:
     labels = {
         "rollout": "envs x steps per env",
         "envs_in": "envs stepped in",
+        "critic_in": "critic fitted in",
         "gamma": "gamma",
         "gae_lambda": "GAE lambda",
         "max_kl": "max KL (sb3: target_kl x action dims)",
