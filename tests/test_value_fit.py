@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from agents.trpo import TRPOAgent
+from trpo_ng import value_fit
 from trpo_ng.adam import Adam
 from trpo_ng.api import train
 from trpo_ng.checkpoint import load_model
@@ -32,7 +33,9 @@ def _agent(background: bool) -> TRPOAgent:
     )
 
 
-def test_background_fits_equal_the_inline_fits_bit_for_bit():
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])  # Linux's, and everywhere else's
+def test_background_fits_equal_the_inline_fits_bit_for_bit(monkeypatch, start_method):
+    monkeypatch.setattr(value_fit, "START_METHOD", start_method)
     data = [(torch.randn(200, 5), torch.randn(200)) for _ in range(3)]
     fitted = []
     for background in (False, True):

@@ -10,6 +10,7 @@ bit for bit (tested).
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -60,14 +61,20 @@ def fit_value(
     return float(torch.stack(losses).mean()) if losses else 0.0
 
 
+# Linux: fork, the child starts at once and shares the trainer's pages, and a script needs no
+# `if __name__ == "__main__":` guard. Elsewhere fork is unsafe; spawn imports torch (a second or
+# two) and re-imports the main script, which then needs that guard.
+START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
+
+
 class BackgroundFit:
     """``fit_value`` in a child process, on ``value_fn``'s and ``optimizer``'s tensors moved
     to shared memory. ``submit`` starts a fit and returns at once; ``wait`` blocks until it is
     done and returns its loss. Nothing may read or write the weights between the two.
 
-    The process starts at the first ``submit`` and ends with ``close``. Until it has started
-    (a second or two: it imports torch), ``submit`` fits here, so the first batches do not
-    wait for it; the result is the same either way."""
+    The process starts at the first ``submit`` and ends with ``close``. Until it is up (a fork
+    at once, a spawn after importing torch), ``submit`` fits here, so no batch waits for it;
+    the result is the same either way."""
 
     def __init__(self, value_fn: ValueFunction, optimizer: Adam) -> None:
         self.value_fn, self.optimizer = value_fn, optimizer
@@ -86,9 +93,9 @@ class BackgroundFit:
         self.value_fn.share_memory()
         for t in (*self.optimizer.exp_avg, *self.optimizer.exp_avg_sq, *self.optimizer.steps):
             t.share_memory_()
-        ctx = mp.get_context("spawn")  # a fork would inherit OpenMP's pool, which then hangs
+        ctx = mp.get_context(START_METHOD)
         parent, child = ctx.Pipe()
-        args = (child, self.value_fn, self.optimizer, torch.get_num_threads())
+        args = (child, parent, self.value_fn, self.optimizer)
         self._process = ctx.Process(target=_serve, args=args, daemon=True, name="trpo-ng-value")
         self._process.start()
         child.close()
@@ -162,10 +169,13 @@ class BackgroundFit:
         self._ready, self._done_here, self.pending = False, None, False
 
 
-def _serve(conn: Connection, value_fn: ValueFunction, optimizer: Adam, threads: int) -> None:
+def _serve(
+    conn: Connection, trainers_end: Connection, value_fn: ValueFunction, optimizer: Adam
+) -> None:
     """The child: says hello, then fits on every message until the pipe closes; answers
-    (ok, loss or error)."""
-    torch.set_num_threads(threads)
+    (ok, loss or error). One torch thread: a forked child must not start OpenMP threads."""
+    trainers_end.close()  # else the trainer closing its end would not end this loop
+    torch.set_num_threads(1)
     conn.send((True, 0.0))
     while True:
         try:
