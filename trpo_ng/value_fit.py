@@ -10,6 +10,7 @@ bit for bit (tested).
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -174,6 +175,7 @@ def _serve(
 ) -> None:
     """The child: says hello, then fits on every message until the pipe closes; answers
     (ok, loss or error). One torch thread: a forked child must not start OpenMP threads."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
     trainers_end.close()  # else the trainer closing its end would not end this loop
     torch.set_num_threads(1)
     conn.send((True, 0.0))
