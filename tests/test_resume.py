@@ -1,5 +1,6 @@
 """Resume restores every piece of state; signals stop cleanly; TensorBoard stays contiguous."""
 
+import os
 import shutil
 import signal
 import subprocess
@@ -92,7 +93,8 @@ def test_tensorboard_steps_are_contiguous_after_a_crash_and_resume(tmp_path):
     assert steps == [BATCH * i for i in range(1, 9)]
 
 
-def start_cli(tmp_path, *extra):
+def start_cli(tmp_path, *overrides, new_session=False):
+    """``new_session``: in its own process group, as a terminal's foreground job."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -104,13 +106,14 @@ def start_cli(tmp_path, *extra):
             f"log_dir={tmp_path}",
             "run_name=sig",
             "total_steps=10000000",
+            *overrides,
             "-q",
-            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        start_new_session=new_session,
     )
 
 
@@ -132,6 +135,17 @@ def test_sigint_checkpoints_and_exits_130(tmp_path):
     assert "--resume" in err
     newest = list_checkpoints(tmp_path / "sig" / "checkpoints")[-1]
     assert load_state(newest)["progress"]["iteration"] >= 2
+
+
+def test_ctrl_c_on_the_terminal_stops_a_run_with_the_critic_in_the_background(tmp_path):
+    """Ctrl-C signals the whole process group: the value fit's process ignores it, the trainer
+    finishes the iteration, saves a checkpoint and exits 130."""
+    proc = start_cli(tmp_path, "value.background=true", new_session=True)
+    wait_for_checkpoint(tmp_path / "sig", proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "value-fit process died" not in err
 
 
 def test_sigterm_exits_143(tmp_path):

@@ -4,12 +4,6 @@ for bit, and its failures come back as errors."""
 from __future__ import annotations
 
 import multiprocessing
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -20,12 +14,11 @@ from agents.trpo import TRPOAgent
 from trpo_ng import value_fit
 from trpo_ng.adam import Adam
 from trpo_ng.api import train
-from trpo_ng.checkpoint import list_checkpoints, load_model
+from trpo_ng.checkpoint import load_model
 from trpo_ng.policies import ValueFunction
 from trpo_ng.trainer import MODEL_FILE
 from trpo_ng.value_fit import BackgroundFit
 
-ROOT = Path(__file__).resolve().parent.parent
 SPACE = gym.spaces.Box(-np.inf, np.inf, (5,), np.float64)
 
 
@@ -127,38 +120,3 @@ def test_training_with_the_background_fit_gives_the_same_run(tmp_path):
         for key, value in inline_state["agent"][part].items():
             assert torch.equal(value, bg_state["agent"][part][key]), (part, key)
     assert not multiprocessing.active_children()  # the fit's process ended with the run
-
-
-def test_ctrl_c_on_the_terminal_stops_the_run_cleanly_with_the_fit_process(tmp_path):
-    """Ctrl-C signals the whole process group: the fit's process ignores it, the trainer
-    finishes the iteration, saves a checkpoint and exits 130."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trpo_ng.cli",
-            "train",
-            str(ROOT / "configs" / "cartpole.yaml"),
-            "rollout.steps_per_env=128",
-            "checkpoint.every=2",
-            "value.background=true",
-            f"log_dir={tmp_path}",
-            "run_name=sig",
-            "total_steps=10000000",
-            "-q",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
-    checkpoints = tmp_path / "sig" / "checkpoints"
-    deadline = time.time() + 60
-    while not (checkpoints.exists() and list_checkpoints(checkpoints)) and proc.poll() is None:
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGINT)
-    _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "value-fit process died" not in err
