@@ -120,3 +120,21 @@ def test_training_with_the_background_fit_gives_the_same_run(tmp_path):
         for key, value in inline_state["agent"][part].items():
             assert torch.equal(value, bg_state["agent"][part][key]), (part, key)
     assert not multiprocessing.active_children()  # the fit's process ended with the run
+
+
+def test_no_critic_epochs_leave_the_weights_in_either_mode():
+    obs, ret = torch.randn(64, 5), torch.randn(64)
+    for background in (False, True):
+        torch.manual_seed(3)
+        agent = TRPOAgent(
+            SPACE, gym.spaces.Discrete(2), value_epochs=0, value_background=background
+        )
+        if agent._background is not None:  # up before the first fit, so that it gets both
+            agent._background.start()
+            assert agent._background.ready(timeout=120)
+        before = [p.detach().clone() for p in agent.value_fn.parameters()]
+        for _ in range(2):
+            agent._fit_value(obs, ret)
+        after = agent.state_dict()["value"]
+        assert all(torch.equal(b, a) for b, a in zip(before, after.values(), strict=True))
+        agent.close()

@@ -66,6 +66,7 @@ def fit_value(
 # `if __name__ == "__main__":` guard. Elsewhere fork is unsafe; spawn imports torch (a second or
 # two) and re-imports the main script, which then needs that guard.
 START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
+GUARD_HINT = ', or a script without `if __name__ == "__main__":`'
 
 
 class BackgroundFit:
@@ -121,7 +122,7 @@ class BackgroundFit:
         if self.pending:
             raise RuntimeError("a value fit is already running; wait() for it first")
         self.start()
-        if self.ready():
+        if self.ready() and perms:  # no epochs: nothing to hand over
             assert self._conn is not None
             arrays = (obs_BD.numpy(), ret_B.numpy(), torch.stack(list(perms)).numpy())
             self._conn.send((*arrays, minibatch_size, lr))
@@ -152,7 +153,10 @@ class BackgroundFit:
             ok, result = self._conn.recv()
         except (EOFError, OSError):
             self.close()
-            raise RuntimeError("the value-fit process died (killed, or out of memory?)") from None
+            hint = "" if START_METHOD == "fork" else GUARD_HINT
+            raise RuntimeError(
+                f"the value-fit process died (killed, out of memory?{hint})"
+            ) from None
         if not ok:
             raise RuntimeError(f"the value fit failed in its process:\n{result}")
         return result
