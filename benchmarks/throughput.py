@@ -8,7 +8,9 @@ For each task, at matched hyper-parameters, it times (a) the bare env stepped wi
 actions (1 env, the ceiling), (b) trpo-ng's ``train`` and (c) sb3-contrib TRPO (run by the
 python of ``benchmarks/.venv-sb3``, skipped when that is missing or with ``--no-sb3``). Each run
 is a fresh subprocess with one torch/BLAS thread that reports its own peak resident memory
-(VmHWM); the systems alternate ``--repeats`` times and medians are reported.
+(VmHWM, plus its env or value-fit processes' where it has them) and the peak proportional set
+size of it and its children (``PssSampler``); the systems alternate ``--repeats`` times and
+medians are reported.
 
 Timed span: first rollout to the end of the last update, so collection, update and logging
 count and set-up and the final evaluation do not. trpo-ng's breakdown comes from the scalars
@@ -33,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -145,6 +148,55 @@ def _peak_rss_mib(pid: int | str = "self") -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class PssSampler:
+    """Peak proportional set size (PSS) of this process and its descendants, sampled every
+    ``every_s`` seconds by a thread while the ``with`` block runs (Linux; NaN elsewhere).
+
+    Unlike summed peak RSS, PSS splits a page shared by n processes n ways, so a trainer and
+    the processes it forks are not charged twice for the libraries and pages they share."""
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        self.every_s, self.peak_mib = every_s, float("nan")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            total = sum(_pss_mib(pid) for pid in _process_tree(os.getpid()))
+            self.peak_mib = total if not self.peak_mib >= total else self.peak_mib  # NaN-safe
+
+
+def _process_tree(pid: int) -> list[int]:
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                todo += map(int, Path(f"/proc/{p}/task/{task}/children").read_text().split())
+        except OSError:
+            pass
+    return tree
+
+
+def _pss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0  # ended meanwhile, or no /proc
+
+
 def child_bare(spec: dict[str, Any]) -> dict[str, Any]:
     """Random actions on one env, as ../shared/bench/raw_env.py (actions drawn beforehand)."""
     import gymnasium as gym
@@ -154,14 +206,20 @@ def child_bare(spec: dict[str, Any]) -> dict[str, Any]:
     env.action_space.seed(SEED)
     actions = [env.action_space.sample() for _ in range(1000)]
     n = spec["steps"]
-    start = time.perf_counter()
-    for i in range(n):
-        _, _, term, trunc, _ = env.step(actions[i % 1000])
-        if term or trunc:
-            env.reset()
-    wall = time.perf_counter() - start
+    with PssSampler() as pss:
+        start = time.perf_counter()
+        for i in range(n):
+            _, _, term, trunc, _ = env.step(actions[i % 1000])
+            if term or trunc:
+                env.reset()
+        wall = time.perf_counter() - start
     env.close()
-    return {"steps": n, "wall_s": wall, "peak_rss_mib": _peak_rss_mib()}
+    return {
+        "steps": n,
+        "wall_s": wall,
+        "peak_rss_mib": _peak_rss_mib(),
+        "peak_pss_mib": pss.peak_mib,
+    }
 
 
 def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
@@ -239,9 +297,10 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
         f"run_name={spec['run_name']}",
     ]
     cfg = load_config(ROOT / spec["config"], overrides)
-    t0 = time.perf_counter()
-    result = trainer.train(cfg, config_name=Path(spec["config"]).stem, quiet=True)
-    train_wall = time.perf_counter() - t0
+    with PssSampler() as pss:
+        t0 = time.perf_counter()
+        result = trainer.train(cfg, config_name=Path(spec["config"]).stem, quiet=True)
+        train_wall = time.perf_counter() - t0
     peak = _peak_rss_mib() + sum(env_peaks)  # shared pages count once per process
     hooked = "start" in marks and "end" in marks
     sums, last_sps = _read_scalars(result.run_dir)
@@ -253,6 +312,7 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
         "span": "first collect to final eval" if hooked else "whole train() call (hooks missed)",
         "train_call_s": train_wall,
         "peak_rss_mib": peak,
+        "peak_pss_mib": pss.peak_mib,
         "collect_s": sums.get("time/collect_s", float("nan")),
         "policy_update_s": sums.get("time/policy_update_s", float("nan")),
         "value_update_s": sums.get("time/value_update_s", float("nan")),
@@ -337,9 +397,10 @@ def child_sb3(spec: dict[str, Any]) -> dict[str, Any]:
     env = model.get_env()
     rollout = model.n_steps * env.num_envs
     clock = Clock()
-    t0 = time.perf_counter()
-    model.learn(max(1, spec["steps"] // rollout) * rollout, callback=clock)
-    learn_wall = time.perf_counter() - t0
+    with PssSampler() as pss:
+        t0 = time.perf_counter()
+        model.learn(max(1, spec["steps"] // rollout) * rollout, callback=clock)
+        learn_wall = time.perf_counter() - t0
     peak = _peak_rss_mib()
     arch = model.policy.net_arch
     pi = arch["pi"] if isinstance(arch, dict) else arch
@@ -364,6 +425,7 @@ def child_sb3(spec: dict[str, Any]) -> dict[str, Any]:
         "train_call_s": learn_wall,
         "collect_s": clock.collect_s,
         "peak_rss_mib": peak,
+        "peak_pss_mib": pss.peak_mib,
         "version": sb3_contrib.__version__,
         "settings": {
             "rollout": f"{env.num_envs} x {model.n_steps}",
@@ -592,6 +654,9 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
                 med[system] = {
                     "steps_per_s": statistics.median(r["steps_per_s"] for r in runs),
                     "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in runs),
+                    "peak_pss_mib": statistics.median(
+                        r.get("peak_pss_mib", float("nan")) for r in runs
+                    ),
                     "all_steps_per_s": [round(r["steps_per_s"], 1) for r in runs],
                 }
         a, b, c = (med.get(s, {}).get("steps_per_s") for s in SYSTEMS)
@@ -719,7 +784,7 @@ def render(result: dict[str, Any], markdown: bool) -> str:
         for label, system in zip(("(a)", "(b)", "(c)"), SYSTEMS, strict=True):
             m = med.get(system)
             if not m:
-                rows.append([f"{label} {system}", "-", "-", "-", "not run"])
+                rows.append([f"{label} {system}", "-", "-", "-", "-", "not run"])
                 continue
             rows.append(
                 [
@@ -727,10 +792,12 @@ def render(result: dict[str, Any], markdown: bool) -> str:
                     f"{m['steps_per_s']:,.0f}",
                     f"{trained[system]:,}",
                     f"{m['peak_rss_mib']:,.0f}",
+                    f"{m['peak_pss_mib']:,.0f}",
                     ", ".join(f"{x:,.0f}" for x in m["all_steps_per_s"]),
                 ]
             )
-        out.append(table(["system", "steps/s", "steps", "peak RSS MiB", "runs"], rows, markdown))
+        headers = ["system", "steps/s", "steps", "peak RSS MiB", "peak PSS MiB", "runs"]
+        out.append(table(headers, rows, markdown))
         ratios = [f"{k} {v:.3f}" for k, v in task["ratios"].items() if v is not None]
         if ratios:
             out += ["", "ratios: " + "; ".join(ratios)]
