@@ -137,15 +137,21 @@ SYSTEMS = ("bare env", "trpo-ng", "sb3-contrib")
 # Each prints one line RESULT_PREFIX + JSON. Heavy imports happen inside the functions.
 
 
-def _peak_rss_mib(pid: int | str = "self") -> float:
-    """A process's peak resident memory: VmHWM, else (this process) ru_maxrss (KiB on Linux)."""
+def _proc_mib(path: str, field: str) -> float | None:
+    """A "Field:  N kB" line of a /proc file in MiB; None where the file or field is missing."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
+
+
+def _peak_rss_mib(pid: int | str = "self") -> float:
+    """A process's peak resident memory: VmHWM, else (this process) ru_maxrss (KiB on Linux)."""
+    hwm = _proc_mib(f"/proc/{pid}/status", "VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class PssSampler:
@@ -188,13 +194,7 @@ def _process_tree(pid: int) -> list[int]:
 
 
 def _pss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0  # ended meanwhile, or no /proc
+    return _proc_mib(f"/proc/{pid}/smaps_rollup", "Pss") or 0.0  # 0: ended meanwhile, no /proc
 
 
 def child_bare(spec: dict[str, Any]) -> dict[str, Any]:
