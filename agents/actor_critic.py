@@ -201,8 +201,8 @@ class ActorCriticAgent:
         lr = self.value_lr(self.updater.num_updates) if callable(self.value_lr) else self.value_lr
         n = ret_B.numel()
         perms = [torch.randperm(n) for _ in range(self.value_epochs)]  # the global stream
+        start = time.perf_counter()
         if self._background is None:
-            start = time.perf_counter()
             loss = fit_value(
                 self.value_fn,
                 self.value_optimizer,
@@ -213,7 +213,6 @@ class ActorCriticAgent:
                 lr=lr,
             )
             return loss, time.perf_counter() - start
-        start = time.perf_counter()
         self._settle()  # done already: this batch's values waited for it
         self._background.submit(
             obs_BD, ret_B, perms, minibatch_size=self.value_minibatch_size, lr=lr

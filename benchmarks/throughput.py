@@ -156,13 +156,13 @@ def _peak_rss_mib(pid: int | str = "self") -> float:
 
 class PssSampler:
     """Peak proportional set size (PSS) of this process and its descendants, sampled every
-    ``every_s`` seconds by a thread while the ``with`` block runs (Linux; NaN elsewhere).
+    ``every_s`` seconds by a thread while the ``with`` block runs (Linux; 0 elsewhere).
 
     Unlike summed peak RSS, PSS splits a page shared by n processes n ways, so a trainer and
     the processes it forks are not charged twice for the libraries and pages they share."""
 
     def __init__(self, every_s: float = 0.1) -> None:
-        self.every_s, self.peak_mib = every_s, float("nan")
+        self.every_s, self.peak_mib = every_s, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -177,7 +177,7 @@ class PssSampler:
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             total = sum(_pss_mib(pid) for pid in _process_tree(os.getpid()))
-            self.peak_mib = total if not self.peak_mib >= total else self.peak_mib  # NaN-safe
+            self.peak_mib = max(self.peak_mib, total)
 
 
 def _process_tree(pid: int) -> list[int]:
