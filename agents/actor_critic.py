@@ -8,6 +8,7 @@ onto the GAE lambda-returns.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -51,7 +52,9 @@ class AgentStats:
     def scalars(self) -> dict[str, float]:
         """Values to log, by TensorBoard tag."""
         p = self.policy
+        bound = {} if math.isnan(p.max_kl) else {"train/max_kl": p.max_kl}
         return {
+            **bound,
             "train/kl": p.kl,
             "train/surrogate_improvement": p.improvement,
             "train/expected_improvement": p.expected_improvement,

@@ -1,3 +1,5 @@
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ from torch.func import functional_call
 
 from trpo_ng.natural_gradient import (
     TrustRegionUpdater,
+    VanillaPolicyGradientUpdater,
     conjugate_gradient,
     fisher_vector_product,
     flat_params,
@@ -141,6 +144,20 @@ def test_trust_region_step_stays_in_region_and_improves(float64, kind, max_kl):
     assert stats.kl == pytest.approx(float(kl))
     assert float(loss) < stats.loss_before
     assert stats.improvement == pytest.approx(stats.loss_before - float(loss))
+
+
+def test_each_step_reports_the_scheduled_trust_region_it_used(float64):
+    """``UpdateStats.max_kl`` is the bound at this update (what the dashboard plots against
+    train/kl), not the schedule's starting value; the learning-rate rule has none."""
+    policy, closure = make_problem("gaussian", seed=3)
+    updater = TrustRegionUpdater(
+        policy.parameters(), max_kl=lambda k: 0.02 / (k + 1), damping=1e-3, cg_iters=20
+    )
+    bounds = [updater.step(closure).max_kl for _ in range(3)]
+    assert bounds == pytest.approx([0.02, 0.01, 0.02 / 3])
+    policy, closure = make_problem("gaussian")
+    vpg = VanillaPolicyGradientUpdater(policy.parameters(), lr=0.1)
+    assert math.isnan(vpg.step(closure).max_kl)
 
 
 def test_updater_rejects_bad_hyper_parameters():

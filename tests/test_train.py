@@ -21,6 +21,7 @@ TAGS = {
     "rollout/ep_return",
     "rollout/ep_length",
     "train/kl",
+    "train/max_kl",
     "train/surrogate_improvement",
     "train/line_search_backtracks",
     "train/line_search_accepted",

@@ -275,6 +275,8 @@ class UpdateStats:
     cg_residual: float  # 0.0 under the identity metric
     grad_norm: float
     skipped: bool = False  # a NaN or inf in the loss, gradient or step: nothing was changed
+    max_kl: float = float("nan")  # the KL bound this step used (its schedule's value); NaN
+    # for the learning-rate rule, which has none
 
     @classmethod
     def skipped_step(cls) -> UpdateStats:
@@ -438,6 +440,7 @@ class PolicyUpdater:
             step_fraction=result.fraction,
             cg_residual=residual,
             grad_norm=float(g.norm()),
+            max_kl=float("nan") if self.step_rule == "learning_rate" else max_kl,
         )
 
     def state_dict(self) -> dict[str, Tensor]:

@@ -497,7 +497,6 @@ def _iteration(
         scalars["rollout/ep_length"] = float(np.mean(batch.episode_lengths))
         scalars["rollout/ep_return_min"] = float(np.min(batch.episode_returns))
         scalars["rollout/ep_return_max"] = float(np.max(batch.episode_returns))
-    scalars["train/max_kl"] = cfg.policy.max_kl
     scalars["time/collect_s"] = t1 - t0
     elapsed = time.perf_counter() - start
     scalars["time/steps_per_second"] = (progress.steps - start_steps) / elapsed
