@@ -101,3 +101,16 @@ def test_large_batches_take_the_torch_path_with_the_same_result() -> None:
     mode = policy.act(obs, deterministic=True).numpy()  # torch
     first = policy.act(obs[:MAX_ROWS], deterministic=True).numpy()  # NumPy
     np.testing.assert_allclose(mode[:MAX_ROWS], first, rtol=1e-5, atol=1e-6)
+
+
+def test_a_rows_mode_does_not_depend_on_its_batch() -> None:
+    """Evaluating many episodes at once (``rollout.evaluate``) plays what one at a time does:
+    BLAS may round a batch's product differently from a single row's."""
+    torch.manual_seed(4)
+    policy = Policy(gym.spaces.Box(-1.0, 1.0, (11,)), BOX, hidden_sizes=(64, 64))
+    with torch.no_grad():
+        policy.net[-1].weight.mul_(100)
+    obs = torch.randn(10, 11) * 3
+    batch = policy.act(obs, deterministic=True)
+    rows = torch.cat([policy.act(obs[i : i + 1], deterministic=True) for i in range(10)])
+    assert torch.equal(batch, rows)

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from agents.trpo import TRPOAgent
-from trpo_ng.rollout import RolloutWorker, evaluate, make_vector_env
+from trpo_ng.normalization import ObservationNormalizer
+from trpo_ng.rollout import RolloutWorker, evaluate, film_episode, make_vector_env, play_episodes
 
 
 def collect(backend, *, seed=3, iterations=2, env_id="CartPole-v1", num_envs=2, steps=64):
@@ -83,6 +84,51 @@ def test_evaluate_is_deterministic():
     b = evaluate(agent, env, episodes=3, seed=11)
     assert a == b and len(a) == 3
     assert np.all(np.array(a) >= 1)
+
+
+def test_episodes_played_at_once_give_one_env_in_turns_returns():
+    import gymnasium as gym
+
+    torch.manual_seed(0)
+    env = gym.make("Pendulum-v1")
+    agent = TRPOAgent(env.observation_space, env.action_space)
+    with torch.no_grad():  # modes that reach the action bounds and differ per state
+        agent.policy.net[-1].weight.mul_(100)
+    norm = ObservationNormalizer(env.observation_space.shape)
+    norm.update(np.random.default_rng(0).normal(size=(50, 3)))
+    one = evaluate(agent, env, episodes=4, seed=7, obs_normalizer=norm)
+    envs = [gym.make("Pendulum-v1") for _ in range(4)]
+    assert evaluate(agent, envs, episodes=4, seed=7, obs_normalizer=norm) == one
+    assert evaluate(agent, envs[:3], episodes=4, seed=7, obs_normalizer=norm) == one  # waves
+    assert len(set(one)) == 4
+
+
+def test_play_episodes_reports_them_in_order_as_they_end():
+    import gymnasium as gym
+
+    envs = [gym.make("CartPole-v1") for _ in range(3)]
+    seen = []
+    returns, lengths = play_episodes(
+        lambda obs: (obs[:, 2] > 0).astype(np.int64),  # push toward the pole's lean
+        envs,
+        seeds=[0, 1, 2, 3, 4],
+        on_episode=lambda i, ret, length: seen.append((i, ret, length)),
+    )
+    assert seen == [(i, returns[i], lengths[i]) for i in range(5)]
+    assert returns == lengths and len(set(lengths)) > 1  # CartPole pays 1 a step
+    single = play_episodes(lambda obs: (obs[:, 2] > 0).astype(np.int64), envs[0], [0, 1, 2, 3, 4])
+    assert single == (returns, lengths)
+
+
+def test_a_filmed_episode_is_the_first_evaluated_one():
+    import gymnasium as gym
+
+    torch.manual_seed(0)
+    env = gym.make("CartPole-v1", render_mode="rgb_array")
+    agent = TRPOAgent(env.observation_space, env.action_space)
+    frames = film_episode(agent, env, seed=3)
+    (ret,) = evaluate(agent, gym.make("CartPole-v1"), episodes=1, seed=3)
+    assert len(frames) == ret and frames[0].ndim == 3
 
 
 def test_unsupported_action_space_is_a_clear_error():

@@ -79,13 +79,18 @@ class NumpyMLP:
             self._key = key
         return self._weights
 
-    def __call__(self, x_BF: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(the last hidden layer's output, the network's output) for inputs ``x_BF``."""
+    def __call__(self, x_BF: np.ndarray, *, rowwise: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(the last hidden layer's output, the network's output) for inputs ``x_BF``.
+        ``rowwise``: each row's products computed as for that row alone (BLAS may round a
+        batch's product differently), so a row's output does not depend on its batch."""
         *hidden, (w_out, b_out) = self._views()
         h = np.asarray(x_BF, dtype=w_out.dtype)
+        if rowwise:
+            h = h[:, None, :]  # (B, 1, F): matmul takes one (1, F) product per row
         for (w, b), act in zip(hidden, self._activations, strict=True):
             h = act(np.add(h @ w, b))
-        return h, np.add(h @ w_out, b_out)
+        out = np.add(h @ w_out, b_out)
+        return (h[:, 0], out[:, 0]) if rowwise else (h, out)
 
 
 def _view(p: Tensor | None) -> np.ndarray:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 
 from trpo_ng.config import ConfigError
 from trpo_ng.extras import require
+from trpo_ng.rollout import EpisodeCallback, play_episodes
 from trpo_ng.saved_agent import SavedAgent, load_agent
 from trpo_ng.trainer import EVAL_SEED_OFFSET
 
@@ -64,9 +66,6 @@ class EvalReport:
         )
 
 
-EpisodeCallback = Callable[[int, float, int], None]  # (episode index, return, length)
-
-
 def evaluate_agent(
     agent: SavedAgent | str | Path,
     *,
@@ -90,39 +89,45 @@ def evaluate_agent(
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     if video_dir is not None and render:
         raise ConfigError("record a video or render to a window, not both")
-    env = _make_eval_env(saved, video_dir=video_dir, render=render)
-    returns: list[float] = []
-    lengths: list[int] = []
-    try:
-        with torch.random.fork_rng(devices=[]):  # sampling leaves the caller's RNG alone
-            torch.manual_seed(seed)
-            for i in range(episodes):
-                if i == 0 and (render or video_dir is not None):
-                    obs = _first_reset(saved, env, seed, render=render)
-                else:
-                    obs = env.reset(seed=seed + i)[0]
-                total, length = _episode(saved, env, obs, deterministic)
-                returns.append(total)
-                lengths.append(length)
-                if on_episode is not None:
-                    on_episode(i, total, length)
-    finally:
-        with warnings.catch_warnings():  # a failed first frame leaves nothing to save
-            warnings.filterwarnings("ignore", message=".*zero frames to save")
-            env.close()  # RecordVideo writes the last episode's file here
+    seeds = range(seed, seed + episodes)
+    act = partial(saved.act, deterministic=deterministic)
+    with torch.random.fork_rng(devices=[]):  # sampling leaves the caller's RNG alone
+        torch.manual_seed(seed)
+        if render or video_dir is not None:
+            returns, lengths = _film(saved, seeds, act, video_dir, render, on_episode)
+        else:  # one env per episode, all playing at once, as the trainer evaluates
+            envs = [saved.make_env() for _ in seeds]
+            try:
+                returns, lengths = play_episodes(act, envs, seeds, on_episode)
+            finally:
+                for env in envs:
+                    env.close()
     videos = sorted(Path(video_dir).glob(f"{VIDEO_PREFIX}-episode-*.mp4")) if video_dir else []
     return EvalReport(returns, lengths, deterministic, seed, saved.source, videos)
 
 
-def _episode(saved: SavedAgent, env: gym.Env, obs: Any, deterministic: bool) -> tuple[float, int]:
-    """(return, length) of the episode that starts at ``obs``."""
-    total, length, done = 0.0, 0, False
-    while not done:
-        obs, reward, terminated, truncated, _ = env.step(saved.act(obs, deterministic))
-        total += float(reward)
-        length += 1
-        done = terminated or truncated
-    return total, length
+def _film(
+    saved: SavedAgent,
+    seeds: Sequence[int],
+    act: Callable[[np.ndarray], np.ndarray],
+    video_dir: str | Path | None,
+    render: bool,
+    on_episode: EpisodeCallback | None,
+) -> tuple[list[float], list[int]]:
+    """The episodes one after another on one env that records or shows them."""
+    env = _make_eval_env(saved, video_dir=video_dir, render=render)
+
+    def reset(env: gym.Env, seed: int) -> Any:
+        if seed == seeds[0]:  # opens the window or draws the first frame: fail clearly
+            return _first_reset(saved, env, seed, render=render)
+        return env.reset(seed=seed)[0]
+
+    try:
+        return play_episodes(act, env, seeds, on_episode, reset)
+    finally:
+        with warnings.catch_warnings():  # a failed first frame leaves nothing to save
+            warnings.filterwarnings("ignore", message=".*zero frames to save")
+            env.close()  # RecordVideo writes the last episode's file here
 
 
 def _first_reset(saved: SavedAgent, env: gym.Env, seed: int, *, render: bool) -> Any:

@@ -179,7 +179,8 @@ class Policy(nn.Module):
         (``sde_noise``) its state-dependent exploration (``explore``). A few flat observations
         (``acting.MAX_ROWS``) with a Gaussian or Categorical head take the NumPy path
         (``trpo_ng.acting``), which draws the same random numbers from torch's generator as
-        this torch path."""
+        this torch path and takes the mode row by row, so that a row's mode does not depend on
+        the rest of its batch."""
         net = self._numpy_net
         explore = noise is not None and not deterministic
         if (
@@ -199,7 +200,10 @@ class Policy(nn.Module):
     def _act_numpy(
         self, net: NumpyMLP, obs: Tensor, deterministic: bool, noise: Tensor | None
     ) -> np.ndarray:
-        latent, out = net(obs.detach().numpy().reshape(obs.shape[0], -1))
+        # the mode row by row: many episodes evaluated at once play what one at a time would
+        # (``rollout.evaluate``)
+        x = obs.detach().numpy().reshape(obs.shape[0], -1)
+        latent, out = net(x, rowwise=deterministic)
         if self.kind == "categorical":
             if deterministic:
                 return out.argmax(-1)

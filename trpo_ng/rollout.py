@@ -63,8 +63,10 @@ __all__ = [
     "WorkerFault",
     "Workers",
     "evaluate",
+    "film_episode",
     "make_vector_env",
     "make_workers",
+    "play_episodes",
     "worker_seeds",
 ]
 
@@ -666,30 +668,93 @@ class RolloutWorker:
 @torch.inference_mode()
 def evaluate(
     agent: Actor,
-    env: gym.Env,
+    envs: gym.Env | Sequence[gym.Env],
     *,
     episodes: int,
     seed: int,
     obs_normalizer: ObservationNormalizer | None = None,
-    frames: list[np.ndarray] | None = None,
 ) -> list[float]:
-    """Returns of ``episodes`` deterministic episodes (the distribution's mode) on ``env``,
-    observations normalised with the training statistics, frozen. ``frames``, when given,
-    receives ``env.render()`` of every step of the episodes (an ``rgb_array`` env)."""
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, done = 0.0, False
-        while not done:
-            if frames is not None:
-                frames.append(env.render())
-            if obs_normalizer is not None:
-                obs = obs_normalizer.normalize(obs[None])[0]
-            action = agent.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[
-                0
-            ].numpy()
-            obs, rew, term, trunc, _ = env.step(to_env_action(env.action_space, action))
-            total += float(rew)
-            done = term or trunc
-        returns.append(total)
+    """Returns of ``episodes`` deterministic episodes (the distribution's mode), episode ``i``
+    from ``reset(seed=seed + i)``, observations normalised with the training statistics,
+    frozen. Several envs play that many episodes at once, one policy pass a step for all
+    (``play_episodes``); on the NumPy acting path an observation's mode does not depend on its
+    batch (``Policy.act``), so an MLP policy's returns are those of one env playing them in
+    turn, bit for bit."""
+    space = (envs if isinstance(envs, gym.Env) else envs[0]).action_space
+    act = mode_actions(agent, space, obs_normalizer)
+    returns, _ = play_episodes(act, envs, range(seed, seed + episodes))
     return returns
+
+
+def mode_actions(
+    agent: Actor, space: gym.Space, obs_normalizer: ObservationNormalizer | None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Raw observations (a batch) -> the env actions of the policy's mode."""
+
+    def act(obs_BD: np.ndarray) -> np.ndarray:
+        if obs_normalizer is not None:
+            obs_BD = obs_normalizer.normalize(obs_BD)
+        obs = torch.as_tensor(obs_BD, dtype=torch.float32)
+        return to_env_action(space, agent.act(obs, deterministic=True).numpy())
+
+    return act
+
+
+EpisodeCallback = Callable[[int, float, int], None]  # (episode index, return, length)
+
+
+def play_episodes(
+    act: Callable[[np.ndarray], np.ndarray],
+    envs: gym.Env | Sequence[gym.Env],
+    seeds: Sequence[int],
+    on_episode: EpisodeCallback | None = None,
+    reset: Callable[[gym.Env, int], np.ndarray] | None = None,
+) -> tuple[list[float], list[int]]:
+    """(returns, lengths) of one episode per seed, episode ``i`` from ``reset(seed=seeds[i])``
+    (or ``reset(env, seeds[i])``). The envs play the episodes in waves of ``len(envs)``, in
+    lockstep: ``act`` maps the stacked observations of the envs still playing to their env
+    actions, so a step costs one policy pass however many episodes are running.
+    ``on_episode`` gets the episodes in order, each once it and those before it have ended."""
+    envs = [envs] if isinstance(envs, gym.Env) else list(envs)
+    reset = reset or (lambda env, seed: env.reset(seed=seed)[0])
+    returns, lengths = [0.0] * len(seeds), [0] * len(seeds)
+    ended = [False] * len(seeds)
+    reported = 0  # episodes handed to on_episode
+    for first in range(0, len(seeds), len(envs)):
+        playing = dict(zip(range(first, len(seeds)), envs, strict=False))  # up to len(envs)
+        obs = {i: reset(env, seeds[i]) for i, env in playing.items()}
+        while playing:
+            ids = list(playing)
+            actions = act(np.stack([obs[i] for i in ids]))
+            for i, action in zip(ids, actions, strict=True):
+                obs[i], reward, terminated, truncated, _ = playing[i].step(action)
+                returns[i] += float(reward)
+                lengths[i] += 1
+                if terminated or truncated:
+                    del playing[i]
+                    ended[i] = True
+            while reported < len(seeds) and ended[reported]:
+                if on_episode is not None:
+                    on_episode(reported, returns[reported], lengths[reported])
+                reported += 1
+    return returns, lengths
+
+
+def film_episode(
+    agent: Actor,
+    env: gym.Env,
+    *,
+    seed: int,
+    obs_normalizer: ObservationNormalizer | None = None,
+) -> list[np.ndarray]:
+    """``env.render()`` (an ``rgb_array`` env) before every step of one deterministic episode
+    from ``reset(seed=seed)``, the episode ``evaluate`` plays first."""
+    frames: list[np.ndarray] = []
+    mode = mode_actions(agent, env.action_space, obs_normalizer)
+
+    def act(obs_BD: np.ndarray) -> np.ndarray:
+        frames.append(env.render())
+        return mode(obs_BD)
+
+    play_episodes(act, env, [seed])
+    return frames

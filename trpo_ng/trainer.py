@@ -47,6 +47,7 @@ from trpo_ng.rollout import (
     WorkerError,
     Workers,
     evaluate,
+    film_episode,
     make_workers,
 )
 
@@ -294,7 +295,9 @@ def train(
         require("PIL", extra="video", purpose="eval.video_every")
     with _env_errors(cfg.env_id):  # the eval env sees what the training envs see
         wrappers = make_wrappers(atari=cfg.wrappers.atari, frame_stack=cfg.wrappers.frame_stack)
-        eval_env = make_env(cfg.env_id, wrappers)
+        # one env per evaluation episode: they play at once (rollout.evaluate)
+        eval_envs = [make_env(cfg.env_id, wrappers) for _ in range(cfg.eval.episodes)]
+        eval_env = eval_envs[0]
         video_env = (
             make_env(cfg.env_id, wrappers, render_mode="rgb_array")
             if cfg.eval.video_every
@@ -340,7 +343,8 @@ def train(
     except BaseException:
         if vec_env is not None:
             vec_env.close()
-        eval_env.close()
+        for env in eval_envs:
+            env.close()
         if video_env is not None:
             video_env.close()
         raise
@@ -361,14 +365,8 @@ def train(
 
     def record_video() -> None:
         """One deterministic episode on the rgb_array env, into TensorBoard's video tab."""
-        frames: list[np.ndarray] = []
-        evaluate(
-            agent,
-            video_env,
-            episodes=1,
-            seed=cfg.seed + EVAL_SEED_OFFSET,
-            obs_normalizer=obs_norm,
-            frames=frames,
+        frames = film_episode(
+            agent, video_env, seed=cfg.seed + EVAL_SEED_OFFSET, obs_normalizer=obs_norm
         )
         fps = int(video_env.metadata.get("render_fps") or 30)
         logger.video("eval/video", frames, progress.steps, fps=fps)
@@ -378,7 +376,7 @@ def train(
     def run_eval() -> float:
         returns = evaluate(
             agent,
-            eval_env,
+            eval_envs,
             episodes=cfg.eval.episodes,
             seed=cfg.seed + EVAL_SEED_OFFSET,
             obs_normalizer=obs_norm,
@@ -449,7 +447,8 @@ def train(
         logger.close()
         agent.close()
         worker.close()
-        eval_env.close()
+        for env in eval_envs:
+            env.close()
         if video_env is not None:
             video_env.close()
     history = [(int(s), float(r)) for s, r in progress.eval_history]
