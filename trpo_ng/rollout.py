@@ -66,6 +66,7 @@ __all__ = [
     "film_episode",
     "make_vector_env",
     "make_workers",
+    "mode_actions",
     "play_episodes",
     "worker_seeds",
 ]
