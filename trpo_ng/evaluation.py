@@ -1,4 +1,5 @@
-"""Evaluate a saved agent: N episodes on a fresh env, optionally filmed or shown in a window.
+"""Evaluate a saved agent: N episodes on fresh envs, all at once (one env each, as the trainer
+evaluates), or one after another on one env that films them or shows them in a window.
 
 With the default episodes and seed (the config's ``eval.episodes``, and the seeds the trainer
 evaluates with), deterministic evaluation of a run's model file reproduces the run's final
