@@ -15,10 +15,11 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
-from trpo_ng.rollout import mode_actions, play_episodes
+from trpo_ng.rollout import env_actions, play_episodes
 from trpo_ng.saved_agent import SavedAgent, load_agent
 from trpo_ng.trainer import EVAL_SEED_OFFSET
 
@@ -37,7 +38,8 @@ def compare(saved: SavedAgent, repeats: int) -> str:
     seeds = range(cfg.seed + EVAL_SEED_OFFSET, cfg.seed + EVAL_SEED_OFFSET + cfg.eval.episodes)
     one_env = saved.make_env()
     at_once = [saved.make_env() for _ in seeds]
-    act = mode_actions(saved.agent, one_env.action_space, saved.obs_normalizer)  # as evaluate
+    space, norm = one_env.action_space, saved.obs_normalizer
+    act = partial(env_actions, saved.agent, space, obs_normalizer=norm)  # as rollout.evaluate
     times: dict[str, list[float]] = {"one": [], "at_once": []}
     for _ in range(repeats):
         t_one, in_turn = timed(lambda: play_episodes(act, one_env, seeds))

@@ -62,11 +62,11 @@ __all__ = [
     "WorkerError",
     "WorkerFault",
     "Workers",
+    "env_actions",
     "evaluate",
     "film_episode",
     "make_vector_env",
     "make_workers",
-    "mode_actions",
     "play_episodes",
     "worker_seeds",
 ]
@@ -682,23 +682,26 @@ def evaluate(
     batch (``Policy.act``), so an MLP policy's returns are those of one env playing them in
     turn, bit for bit."""
     space = (envs if isinstance(envs, gym.Env) else envs[0]).action_space
-    act = mode_actions(agent, space, obs_normalizer)
+    act = partial(env_actions, agent, space, obs_normalizer=obs_normalizer)
     returns, _ = play_episodes(act, envs, range(seed, seed + episodes))
     return returns
 
 
-def mode_actions(
-    agent: Actor, space: gym.Space, obs_normalizer: ObservationNormalizer | None
-) -> Callable[[np.ndarray], np.ndarray]:
-    """Raw observations (a batch) -> the env actions of the policy's mode."""
-
-    def act(obs_BD: np.ndarray) -> np.ndarray:
-        if obs_normalizer is not None:
-            obs_BD = obs_normalizer.normalize(obs_BD)
-        obs = torch.as_tensor(obs_BD, dtype=torch.float32)
-        return to_env_action(space, agent.act(obs, deterministic=True).numpy())
-
-    return act
+@torch.inference_mode()
+def env_actions(
+    agent: Actor,
+    space: gym.Space,
+    obs_BD: np.ndarray,
+    obs_normalizer: ObservationNormalizer | None = None,
+    *,
+    deterministic: bool = True,
+) -> np.ndarray:
+    """The agent's env actions for a batch of raw observations: normalised with the (frozen)
+    training statistics, the policy's mode or a sample, in the form ``space`` takes."""
+    if obs_normalizer is not None:
+        obs_BD = obs_normalizer.normalize(obs_BD)
+    obs = torch.as_tensor(obs_BD, dtype=torch.float32)
+    return to_env_action(space, agent.act(obs, deterministic=deterministic).numpy())
 
 
 EpisodeCallback = Callable[[int, float, int], None]  # (episode index, return, length)
@@ -751,11 +754,10 @@ def film_episode(
     """``env.render()`` (an ``rgb_array`` env) before every step of one deterministic episode
     from ``reset(seed=seed)``, the episode ``evaluate`` plays first."""
     frames: list[np.ndarray] = []
-    mode = mode_actions(agent, env.action_space, obs_normalizer)
 
     def act(obs_BD: np.ndarray) -> np.ndarray:
         frames.append(env.render())
-        return mode(obs_BD)
+        return env_actions(agent, env.action_space, obs_BD, obs_normalizer)
 
     play_episodes(act, env, [seed])
     return frames

@@ -26,7 +26,7 @@ from trpo_ng.checkpoint import (
 )
 from trpo_ng.config import Config, ConfigError, config_from_dict
 from trpo_ng.normalization import ObservationNormalizer
-from trpo_ng.spaces import to_env_action
+from trpo_ng.rollout import env_actions
 from trpo_ng.trainer import CHECKPOINT_DIR, MODEL_FILE, Agent, load_model_state
 
 
@@ -69,13 +69,13 @@ class SavedAgent:
                 f"observation of shape {obs.shape} is neither one {self.env_id} observation "
                 f"{shape} nor a batch of them"
             )
-        obs_BD = obs[None] if single else obs
-        if self.obs_normalizer is not None:
-            obs_BD = self.obs_normalizer.normalize(obs_BD)
-        with torch.inference_mode():
-            obs_t = torch.as_tensor(obs_BD, dtype=torch.float32)
-            action = self.agent.act(obs_t, deterministic=deterministic).numpy()
-        action = to_env_action(self.action_space, action)
+        action = env_actions(
+            self.agent,
+            self.action_space,
+            obs[None] if single else obs,
+            self.obs_normalizer,
+            deterministic=deterministic,
+        )
         return action[0] if single else action
 
     def make_env(self, render_mode: str | None = None) -> gym.Env:
