@@ -44,7 +44,7 @@ def one_round(env_id: str, num_envs: int, steps: int, rng_seed: int) -> dict[str
         activation="tanh",
     )
     norm = ObservationNormalizer(runner.envs.single_observation_space.shape)
-    norm.update(runner.envs.reset(seed=SEED + 1))  # statistics from somewhere, frozen after
+    norm.update(runner.envs.reset(seed=SEED + 1))  # any frozen statistics do for timing
     runner.start(SEED, rng_seed)
     start = time.perf_counter()
     share = runner.collect(policy, norm, steps)
