@@ -1,13 +1,21 @@
 """Tables and learning curves from the per-run results that learn.py collects.
 
 A run result is a dict with system, task, config, seed, steps, eval_history [(step, return)],
-final_eval and wall_s (see trpo_runner.py and sb3_runner.py).
+final_eval and wall_s (see trpo_runner.py and sb3_runner.py). Run as a script, it assembles one
+table and plot from the results of separate invocations (learn.py's runs.jsonl, sb3_runner.py's
+JSON line):
+
+    python benchmarks/report.py A/runs.jsonl sb3-s0.json sb3-s1.json --budget 1000000 \
+        --out benchmarks/results/assembled --title "Ant-v5 at 1M" --note "how each was run"
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +27,7 @@ import numpy as np
 SYSTEMS = ("trpo-ng", "sb3-contrib")  # row and colour order
 SYSTEM_COLOURS = {"trpo-ng": "C0", "sb3-contrib": "C1"}
 BAND = "min–max over seeds"
+RESULT_KEYS = {"system", "task", "config", "seed", "steps", "eval_history", "final_eval", "wall_s"}
 
 
 @dataclass(frozen=True)
@@ -218,3 +227,75 @@ def plot_curves(path: Path, results: list[dict[str, Any]], *, episodes: int) -> 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def read_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """The run results in JSON-lines files, in order (blank lines skipped); a run (system, task,
+    config, seed) given twice is an error."""
+    results: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    for path in paths:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not a JSON line ({e.msg})") from e
+            missing = RESULT_KEYS - set(r)
+            if missing:
+                raise ValueError(f"{path}:{n}: not a run result, no {', '.join(sorted(missing))}")
+            run = (*_key(r), r["seed"])
+            if run in seen:
+                raise ValueError(f"{path}:{n}: {' '.join(map(str, run))} given twice")
+            seen.add(run)
+            results.append(r)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="One table and plot from separate invocations' runs.")
+    p.add_argument("runs", nargs="+", type=Path, help="runs.jsonl / JSON-line run results")
+    p.add_argument("--budget", type=int, required=True, help="env-step budget of the runs")
+    p.add_argument("--out", type=Path, required=True, help="directory for the table and plot")
+    p.add_argument("--title", default="Learning benchmark")
+    p.add_argument("--note", default="", help="markdown under the title: how each was run")
+    p.add_argument("--episodes", type=int, default=10, help="eval episodes, for the plot title")
+    args = p.parse_args(argv)
+    try:
+        results = read_results(args.runs)
+    except (OSError, ValueError) as e:
+        print(f"report.py: error: {e}", file=sys.stderr)
+        return 2
+    if not results:
+        print("report.py: error: no run results in the files given", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = summarize(results, args.budget)
+    header = "\n".join(
+        [
+            f"# {args.title}",
+            "",
+            *([args.note, ""] if args.note else []),
+            "Assembled with `benchmarks/report.py` from the runs of separate invocations; wall "
+            "times are comparable only where the runs shared the machine alike.",
+            "",
+            f"Final eval: deterministic mean return over {args.episodes} episodes on a separate "
+            "env after the last update; mean, median and std (ddof=0) over seeds.",
+        ]
+    )
+    with (args.out / "runs.jsonl").open("w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in results)
+    write_results_csv(args.out / "results.csv", rows)
+    write_results_md(args.out / "results.md", rows, header=header, failures=[])
+    write_curves_csv(args.out / "curves.csv", results)
+    try:
+        plot_curves(args.out / "curves.png", results, episodes=args.episodes)
+    except ImportError:
+        print("report.py: matplotlib missing, no curves.png (pip install matplotlib)")
+    print((args.out / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
