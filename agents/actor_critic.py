@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
+from trpo_ng.acting import Sampler
 from trpo_ng.adam import Adam
 from trpo_ng.mlp_fisher import mlp_fisher_product
 from trpo_ng.natural_gradient import Hyper, PolicyUpdater, UpdateStats, module_distribution_fn
@@ -138,6 +139,12 @@ class ActorCriticAgent:
         """The policy's mode, a sample, or with gSDE ``noise`` (``exploration_noise``) its
         state-dependent exploration (``Policy.act``)."""
         return self.policy.act(obs_BD, deterministic, noise)
+
+    @torch.inference_mode()
+    def sampler(self, num_envs: int, steps: int) -> Sampler | None:
+        """``act``'s samples for the ``steps`` steps of a rollout share, drawn now
+        (``Policy.sampler``); None where the rollout calls ``act`` step by step."""
+        return self.policy.sampler(num_envs, steps)
 
     @torch.inference_mode()
     def exploration_noise(self, num_envs: int) -> Tensor:

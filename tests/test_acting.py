@@ -114,3 +114,35 @@ def test_a_rows_mode_does_not_depend_on_its_batch() -> None:
     batch = policy.act(obs, deterministic=True)
     rows = torch.cat([policy.act(obs[i : i + 1], deterministic=True) for i in range(10)])
     assert torch.equal(batch, rows)
+
+
+@pytest.mark.parametrize("action_space", [gym.spaces.Discrete(4), BOX])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_shares_sampler_gives_acts_samples_and_leaves_the_stream_as_act_does(
+    action_space: gym.Space, dtype: torch.dtype
+) -> None:
+    """``Policy.sampler`` draws a share's numbers before its first step, call by call as
+    ``act`` would: the same actions, bit for bit, and the same generator state after."""
+    torch.manual_seed(5)
+    policy = Policy(BOX, action_space, init_log_std=-0.5).to(dtype)
+    with torch.no_grad():
+        policy.net[-1].weight.mul_(100)
+    obs = [torch.randn(3, 5, dtype=torch.float32) for _ in range(6)]
+    state = torch.get_rng_state()
+    stepwise = [policy.act(o).numpy() for o in obs]
+    after_act = torch.get_rng_state()
+    torch.set_rng_state(state)
+    sample = policy.sampler(3, len(obs))
+    assert sample is not None
+    assert torch.equal(torch.get_rng_state(), after_act)
+    for t, o in enumerate(obs):
+        action = sample(o.numpy(), t)
+        assert action.dtype == stepwise[t].dtype
+        np.testing.assert_array_equal(action, stepwise[t])
+    assert len({a.tobytes() for a in stepwise}) == len(obs)  # fresh numbers every step
+
+
+def test_no_sampler_where_act_takes_the_torch_path_or_the_rollout_draws() -> None:
+    assert Policy(BOX, BOX).sampler(MAX_ROWS + 1, 4) is None
+    assert Policy(BOX, BOX, sde=True).sampler(2, 4) is None
+    assert Policy(BOX, gym.spaces.MultiBinary(3)).sampler(2, 4) is None

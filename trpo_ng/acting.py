@@ -6,7 +6,8 @@ microseconds) costs more than its arithmetic, and a NumPy op costs about a third
 updater changes weights in place, so the views stay current, and they are rebuilt when a
 parameter's storage is replaced (``load_state_dict(assign=True)``, ``.to(dtype)``). The samples
 are drawn from torch's generator exactly as the torch path draws them (``Policy.act``), so the
-random streams, and what a run consumes from them, do not depend on the path.
+random streams, and what a run consumes from them, do not depend on the path; a rollout share
+draws those of all its steps before the first (``Policy.sampler``), the same numbers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from collections.abc import Callable
 
 import numpy as np
 from torch import Tensor, nn
+
+Sampler = Callable[[np.ndarray, int], np.ndarray]
+"""``sample(obs_BF, t)``: the actions for acting step t of a stretch (``Policy.sampler``)."""
 
 MAX_ROWS = 64
 """Batches of up to this many observations take the NumPy path. Measured on a 64x64 Hopper
@@ -68,7 +72,9 @@ class NumpyMLP:
         layers = list(net)
         # the modules' own parameter dicts: a replaced parameter shows up there
         self._params = [m._parameters for m in layers[::2]]
-        self._activations = [_activation(m) for m in layers[1::2]]
+        self._activations: list[Callable[[np.ndarray], np.ndarray]] = [
+            f for f in map(_activation, layers[1::2]) if f is not None
+        ]
         self._key: tuple[int, ...] = ()
         self._weights: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -83,14 +89,29 @@ class NumpyMLP:
         """(the last hidden layer's output, the network's output) for inputs ``x_BF``.
         ``rowwise``: each row's products computed as for that row alone (BLAS may round a
         batch's product differently), so a row's output does not depend on its batch."""
-        *hidden, (w_out, b_out) = self._views()
-        h = np.asarray(x_BF, dtype=w_out.dtype)
-        if rowwise:
-            h = h[:, None, :]  # (B, 1, F): matmul takes one (1, F) product per row
-        for (w, b), act in zip(hidden, self._activations, strict=True):
-            h = act(np.add(h @ w, b))
-        out = np.add(h @ w_out, b_out)
-        return (h[:, 0], out[:, 0]) if rowwise else (h, out)
+        return _forward(self._views(), self._activations, x_BF, rowwise)
+
+    def frozen(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The network's output (``__call__``'s second part) on the views taken now, for a
+        stretch in which no parameter is replaced (a rollout share): no check per call."""
+        weights, activations = self._views(), self._activations
+        return lambda x_BF: _forward(weights, activations, x_BF, False)[1]
+
+
+def _forward(
+    weights: list[tuple[np.ndarray, np.ndarray]],
+    activations: list[Callable[[np.ndarray], np.ndarray]],
+    x_BF: np.ndarray,
+    rowwise: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    *hidden, (w_out, b_out) = weights
+    h = np.asarray(x_BF, dtype=w_out.dtype)
+    if rowwise:
+        h = h[:, None, :]  # (B, 1, F): matmul takes one (1, F) product per row
+    for (w, b), act in zip(hidden, activations, strict=True):
+        h = act(np.add(h @ w, b))
+    out = np.add(h @ w_out, b_out)
+    return (h[:, 0], out[:, 0]) if rowwise else (h, out)
 
 
 def _view(p: Tensor | None) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from trpo_ng.acting import MAX_ROWS as NUMPY_MAX_ROWS
-from trpo_ng.acting import NumpyMLP, categorical_sample
+from trpo_ng.acting import NumpyMLP, Sampler, categorical_sample
 from trpo_ng.acting import supports as numpy_supports
 from trpo_ng.distributions import (
     ActionDistribution,
@@ -196,6 +196,28 @@ class Policy(nn.Module):
                 return self.explore(obs, noise)
             dist = self(obs)
             return dist.mode if deterministic else dist.sample()
+
+    def sampler(self, rows: int, steps: int) -> Sampler | None:
+        """``act``'s samples for ``steps`` acting steps on ``rows`` flat observations each, for
+        a stretch in which the policy does not change (a rollout share): ``sample(obs, t)``
+        is ``act``'s sample for step t, from the random numbers of all ``steps`` calls drawn
+        now, call by call in ``act``'s order and shapes, so the actions and what is left of
+        the stream are ``act``'s. It keeps torch out of the step loop, where its dispatch slows
+        the envs' own stepping as well (``benchmarks/collect_overhead.py``). None where ``act``
+        would not take the NumPy path, or with gSDE (its noise is drawn by the rollout)."""
+        net = self._numpy_net
+        if net is None or self.sde or rows > NUMPY_MAX_ROWS:
+            return None
+        forward = net.frozen()
+        dtype = self.net[-1].weight.dtype  # that of the output, which act draws in
+        if self.kind == "categorical":
+            u = [torch.rand((rows, 1), dtype=dtype).numpy() for _ in range(steps)]
+            return lambda obs, t: categorical_sample(forward(obs.reshape(rows, -1)), u[t])
+        assert self.log_std is not None
+        shape = (rows, self.net[-1].out_features)
+        eps = [torch.randn(shape, dtype=dtype).numpy() for _ in range(steps)]
+        std = np.exp(self.log_std.detach().numpy())
+        return lambda obs, t: eps[t] * std + forward(obs.reshape(rows, -1))
 
     def _act_numpy(
         self, net: NumpyMLP, obs: Tensor, deterministic: bool, noise: Tensor | None

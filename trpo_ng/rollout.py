@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from envs.wrappers import make_wrappers
+from trpo_ng.acting import Sampler
 from trpo_ng.normalization import ObservationNormalizer, RewardScaler
 from trpo_ng.spaces import (
     action_dtype,
@@ -79,7 +80,9 @@ class Actor(Protocol):
         """Actions for a batch of observations: (B,) for Discrete; (B, A) for MultiDiscrete,
         MultiBinary and Box (``trpo_ng.spaces``). An agent with ``noise_every`` > 0 (gSDE)
         also takes ``noise=``, from its ``exploration_noise(num_envs)``, drawn by the rollout
-        every ``noise_every`` steps of a share."""
+        every ``noise_every`` steps of a share. An agent may also have ``sampler(num_envs,
+        steps)``: a ``trpo_ng.acting.Sampler`` giving ``act``'s samples for the share's steps
+        from NumPy observations (or None), which the rollout then uses instead of ``act``."""
         ...
 
     def value(self, obs_BD: Tensor) -> Tensor:
@@ -201,6 +204,7 @@ class EnvRunner:
         self._share: Share | None = None
         self._norm: ObservationNormalizer | None = None
         self._noise: Tensor | None = None  # gSDE's exploration matrices, per env
+        self._sample: Sampler | None = None  # the agent's sampler for the share, if any
 
     def start(self, env_seed: int, rng_seed: int | None) -> None:
         """Begin afresh at the next collection: env j resets from ``env_seed + j`` and actions
@@ -267,17 +271,23 @@ class EnvRunner:
         s.obs_TED[t] = obs
         if s.raw_TED is not None:
             s.raw_TED[t] = self._raw_obs
-        finite = np.isfinite(obs).all()
-        seen = torch.from_numpy(s.obs_TED[t] if finite else np.nan_to_num(obs))
         # a NaN observation still gets an action; it stays NaN in the batch, so the update that
         # would learn from it is skipped
+        seen = s.obs_TED[t] if np.isfinite(obs).all() else np.nan_to_num(obs)
         every = getattr(agent, "noise_every", 0)
         if every:  # gSDE: noise held for ``every`` steps, fresh at the start of each share
             if t % every == 0:
                 self._noise = agent.exploration_noise(self.num_envs)  # type: ignore[attr-defined]
-            s.act_TE[t] = agent.act(seen, noise=self._noise).numpy()  # type: ignore[call-arg]
+            action = agent.act(torch.from_numpy(seen), noise=self._noise)  # type: ignore[call-arg]
+            s.act_TE[t] = action.numpy()
         else:
-            s.act_TE[t] = agent.act(seen).numpy()
+            if t == 0:  # the share's samples, drawn from the stream the loop runs in
+                sampler = getattr(agent, "sampler", None)
+                self._sample = sampler(self.num_envs, len(s.obs_TED)) if sampler else None
+            if self._sample is not None:
+                s.act_TE[t] = self._sample(seen, t)
+            else:
+                s.act_TE[t] = agent.act(torch.from_numpy(seen)).numpy()
         return to_env_action(self._act_space, s.act_TE[t])
 
     def send(self, actions: np.ndarray) -> None:
@@ -307,7 +317,7 @@ class EnvRunner:
         s = self._share
         assert s is not None and self._obs is not None
         s.last_obs_ED[:] = self._obs
-        self._norm = None
+        self._norm, self._sample = None, None
         return s
 
     @torch.inference_mode()
