@@ -142,9 +142,10 @@ class ActorCriticAgent:
 
     @torch.inference_mode()
     def sampler(self, num_envs: int, steps: int) -> Sampler | None:
-        """``act``'s samples for the ``steps`` steps of a rollout share, drawn now
-        (``Policy.sampler``); None where the rollout calls ``act`` step by step."""
-        return self.policy.sampler(num_envs, steps)
+        """``act``'s samples for the ``steps`` steps of a rollout share, gSDE's noise
+        included, drawn now (``Policy.sampler``); None where the rollout calls ``act`` step by
+        step."""
+        return self.policy.sampler(num_envs, steps, self.noise_every)
 
     @torch.inference_mode()
     def exploration_noise(self, num_envs: int) -> Tensor:

@@ -116,33 +116,41 @@ def test_a_rows_mode_does_not_depend_on_its_batch() -> None:
     assert torch.equal(batch, rows)
 
 
-@pytest.mark.parametrize("action_space", [gym.spaces.Discrete(4), BOX])
+@pytest.mark.parametrize(
+    ("action_space", "noise_every"), [(gym.spaces.Discrete(4), 0), (BOX, 0), (BOX, 4)]
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_shares_sampler_gives_acts_samples_and_leaves_the_stream_as_act_does(
-    action_space: gym.Space, dtype: torch.dtype
+    action_space: gym.Space, noise_every: int, dtype: torch.dtype
 ) -> None:
     """``Policy.sampler`` draws a share's numbers before its first step, call by call as
-    ``act`` would: the same actions, bit for bit, and the same generator state after."""
+    ``act`` would (with gSDE: a noise matrix every ``noise_every`` steps, as a rollout draws
+    them): the same actions, bit for bit, and the same generator state after."""
     torch.manual_seed(5)
-    policy = Policy(BOX, action_space, init_log_std=-0.5).to(dtype)
+    sde = noise_every > 0
+    policy = Policy(BOX, action_space, init_log_std=-0.5, sde=sde).to(dtype)
     with torch.no_grad():
         policy.net[-1].weight.mul_(100)
-    obs = [torch.randn(3, 5, dtype=torch.float32) for _ in range(6)]
+    obs = [torch.randn(3, 5, dtype=torch.float32) for _ in range(10)]  # 10: not a multiple of 4
     state = torch.get_rng_state()
-    stepwise = [policy.act(o).numpy() for o in obs]
+    stepwise = []
+    for t, o in enumerate(obs):
+        if sde and t % noise_every == 0:
+            noise = policy.sde_noise(3).detach()
+        stepwise.append(policy.act(o, noise=noise if sde else None).numpy())
     after_act = torch.get_rng_state()
     torch.set_rng_state(state)
-    sample = policy.sampler(3, len(obs))
+    sample = policy.sampler(3, len(obs), noise_every)
     assert sample is not None
     assert torch.equal(torch.get_rng_state(), after_act)
     for t, o in enumerate(obs):
         action = sample(o.numpy(), t)
         assert action.dtype == stepwise[t].dtype
         np.testing.assert_array_equal(action, stepwise[t])
-    assert len({a.tobytes() for a in stepwise}) == len(obs)  # fresh numbers every step
+    assert len({a.tobytes() for a in stepwise}) > len(obs) // 2  # samples drawn, step by step
 
 
-def test_no_sampler_where_act_takes_the_torch_path_or_the_rollout_draws() -> None:
+def test_no_sampler_where_act_takes_the_torch_path() -> None:
     assert Policy(BOX, BOX).sampler(MAX_ROWS + 1, 4) is None
-    assert Policy(BOX, BOX, sde=True).sampler(2, 4) is None
+    assert Policy(BOX, BOX, sde=True).sampler(2, 4) is None  # gSDE without noise_every
     assert Policy(BOX, gym.spaces.MultiBinary(3)).sampler(2, 4) is None

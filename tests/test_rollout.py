@@ -7,10 +7,15 @@ from trpo_ng.normalization import ObservationNormalizer
 from trpo_ng.rollout import RolloutWorker, evaluate, film_episode, make_vector_env, play_episodes
 
 
-def collect(backend, *, seed=3, iterations=2, env_id="CartPole-v1", num_envs=2, steps=64):
+def collect(
+    backend, *, seed=3, iterations=2, env_id="CartPole-v1", num_envs=2, steps=64, stepwise=False
+):
+    """``stepwise``: the agent acts step by step (no share sampler, ``Policy.sampler``)."""
     torch.manual_seed(seed)
     envs = make_vector_env(env_id, num_envs=num_envs, backend=backend)
     agent = TRPOAgent(envs.single_observation_space, envs.single_action_space)
+    if stepwise:
+        agent.sampler = lambda num_envs, steps: None
     worker = RolloutWorker(envs, steps_per_env=steps, seed=seed)
     batches = []
     for _ in range(iterations):
@@ -59,6 +64,22 @@ def test_sync_and_subprocess_backends_give_identical_batches():
     _, sync = collect("sync")
     _, sub = collect("subprocess")
     for a, b in zip(sync, sub, strict=True):
+        for key in a:
+            if isinstance(a[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+            else:
+                assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_a_share_sampled_up_front_is_the_share_acted_step_by_step(env_id):
+    """The rollout's share sampler draws each step's numbers before the first step, call by
+    call as ``act`` would: the batches, and the random stream after them, are the same."""
+    _, sampled = collect("sync", env_id=env_id, steps=100)
+    state = torch.get_rng_state()
+    _, stepwise = collect("sync", env_id=env_id, steps=100, stepwise=True)
+    assert torch.equal(state, torch.get_rng_state())
+    for a, b in zip(sampled, stepwise, strict=True):
         for key in a:
             if isinstance(a[key], torch.Tensor):
                 assert torch.equal(a[key], b[key]), key

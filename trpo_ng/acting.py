@@ -91,11 +91,11 @@ class NumpyMLP:
         batch's product differently), so a row's output does not depend on its batch."""
         return _forward(self._views(), self._activations, x_BF, rowwise)
 
-    def frozen(self) -> Callable[[np.ndarray], np.ndarray]:
-        """The network's output (``__call__``'s second part) on the views taken now, for a
-        stretch in which no parameter is replaced (a rollout share): no check per call."""
+    def frozen(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """``__call__`` on the views taken now, for a stretch in which no parameter is replaced
+        (a rollout share): no check per call."""
         weights, activations = self._views(), self._activations
-        return lambda x_BF: _forward(weights, activations, x_BF, False)[1]
+        return lambda x_BF: _forward(weights, activations, x_BF, False)
 
 
 def _forward(

@@ -197,27 +197,38 @@ class Policy(nn.Module):
             dist = self(obs)
             return dist.mode if deterministic else dist.sample()
 
-    def sampler(self, rows: int, steps: int) -> Sampler | None:
+    @torch.inference_mode()
+    def sampler(self, rows: int, steps: int, noise_every: int = 0) -> Sampler | None:
         """``act``'s samples for ``steps`` acting steps on ``rows`` flat observations each, for
         a stretch in which the policy does not change (a rollout share): ``sample(obs, t)``
         is ``act``'s sample for step t, from the random numbers of all ``steps`` calls drawn
         now, call by call in ``act``'s order and shapes, so the actions and what is left of
-        the stream are ``act``'s. It keeps torch out of the step loop, where its dispatch slows
-        the envs' own stepping as well (``benchmarks/collect_overhead.py``). None where ``act``
-        would not take the NumPy path, or with gSDE (its noise is drawn by the rollout)."""
+        the stream are ``act``'s. With gSDE, ``noise_every``: the steps each noise matrix is
+        held (``sde_noise`` drawn at steps 0, k, 2k, ... as a rollout draws it). It keeps
+        torch out of the step loop, where its dispatch slows the envs' own stepping as well
+        (``benchmarks/collect_overhead.py``). None where ``act`` would not take the NumPy
+        path."""
         net = self._numpy_net
-        if net is None or self.sde or rows > NUMPY_MAX_ROWS:
+        if net is None or rows > NUMPY_MAX_ROWS or (self.sde and noise_every < 1):
             return None
         forward = net.frozen()
         dtype = self.net[-1].weight.dtype  # that of the output, which act draws in
         if self.kind == "categorical":
             u = [torch.rand((rows, 1), dtype=dtype).numpy() for _ in range(steps)]
-            return lambda obs, t: categorical_sample(forward(obs.reshape(rows, -1)), u[t])
+            return lambda obs, t: categorical_sample(forward(obs.reshape(rows, -1))[1], u[t])
+        if self.sde:
+            noise = [self.sde_noise(rows).numpy() for _ in range(0, steps, noise_every)]
+
+            def explore(obs: np.ndarray, t: int) -> np.ndarray:
+                latent, out = forward(obs.reshape(rows, -1))
+                return out + (latent[:, None, :] @ noise[t // noise_every])[:, 0]
+
+            return explore
         assert self.log_std is not None
         shape = (rows, self.net[-1].out_features)
         eps = [torch.randn(shape, dtype=dtype).numpy() for _ in range(steps)]
         std = np.exp(self.log_std.detach().numpy())
-        return lambda obs, t: eps[t] * std + forward(obs.reshape(rows, -1))
+        return lambda obs, t: eps[t] * std + forward(obs.reshape(rows, -1))[1]
 
     def _act_numpy(
         self, net: NumpyMLP, obs: Tensor, deterministic: bool, noise: Tensor | None

@@ -82,7 +82,8 @@ class Actor(Protocol):
         also takes ``noise=``, from its ``exploration_noise(num_envs)``, drawn by the rollout
         every ``noise_every`` steps of a share. An agent may also have ``sampler(num_envs,
         steps)``: a ``trpo_ng.acting.Sampler`` giving ``act``'s samples for the share's steps
-        from NumPy observations (or None), which the rollout then uses instead of ``act``."""
+        (its noise included) from NumPy observations, or None; the rollout then uses it
+        instead of ``act``."""
         ...
 
     def value(self, obs_BD: Tensor) -> Tensor:
@@ -274,20 +275,18 @@ class EnvRunner:
         # a NaN observation still gets an action; it stays NaN in the batch, so the update that
         # would learn from it is skipped
         seen = s.obs_TED[t] if np.isfinite(obs).all() else np.nan_to_num(obs)
-        every = getattr(agent, "noise_every", 0)
-        if every:  # gSDE: noise held for ``every`` steps, fresh at the start of each share
-            if t % every == 0:
+        if t == 0:  # the share's samples, drawn from the stream the loop runs in
+            sampler = getattr(agent, "sampler", None)
+            self._sample = sampler(self.num_envs, len(s.obs_TED)) if sampler else None
+        if self._sample is not None:
+            s.act_TE[t] = self._sample(seen, t)
+        elif every := getattr(agent, "noise_every", 0):
+            if t % every == 0:  # gSDE: noise held for ``every`` steps, fresh at a share's start
                 self._noise = agent.exploration_noise(self.num_envs)  # type: ignore[attr-defined]
             action = agent.act(torch.from_numpy(seen), noise=self._noise)  # type: ignore[call-arg]
             s.act_TE[t] = action.numpy()
         else:
-            if t == 0:  # the share's samples, drawn from the stream the loop runs in
-                sampler = getattr(agent, "sampler", None)
-                self._sample = sampler(self.num_envs, len(s.obs_TED)) if sampler else None
-            if self._sample is not None:
-                s.act_TE[t] = self._sample(seen, t)
-            else:
-                s.act_TE[t] = agent.act(torch.from_numpy(seen)).numpy()
+            s.act_TE[t] = agent.act(torch.from_numpy(seen)).numpy()
         return to_env_action(self._act_space, s.act_TE[t])
 
     def send(self, actions: np.ndarray) -> None:
