@@ -126,7 +126,11 @@ def write_results_csv(path: Path, rows: list[Row]) -> None:
             )
 
 
-def write_results_md(path: Path, rows: list[Row], *, header: str, failures: list[str]) -> None:
+def write_results_md(
+    path: Path, rows: list[Row], *, header: str, failures: list[str], wall_ratios: bool = True
+) -> None:
+    """The table under ``header``; ``wall_ratios``: add trpo-ng's mean wall time over
+    sb3-contrib's per task (only for runs that shared the machine alike)."""
     lines = [
         header,
         "",
@@ -140,7 +144,7 @@ def write_results_md(path: Path, rows: list[Row], *, header: str, failures: list
             f"| {' '.join(map(str, r.seeds))} | {_fmt(r.mean)} | {_fmt(r.median)} | {_fmt(r.std)} "
             f"| {' / '.join(_fmt(x) for x in r.finals)} | {_fmt(r.wall_s)} |"
         )
-    ratios = _wall_ratios(rows)
+    ratios = _wall_ratios(rows) if wall_ratios else []
     if ratios:
         lines += ["", "Mean wall time, trpo-ng / sb3-contrib: " + "; ".join(ratios) + "."]
     if failures:
@@ -277,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             f"# {args.title}",
             "",
             *([args.note, ""] if args.note else []),
-            "Assembled with `benchmarks/report.py` from the runs of separate invocations; wall "
-            "times are comparable only where the runs shared the machine alike.",
+            "Assembled with `benchmarks/report.py` from the runs of separate invocations; their "
+            "wall times are not comparable across invocations.",
             "",
             f"Final eval: deterministic mean return over {args.episodes} episodes on a separate "
             "env after the last update; mean, median and std (ddof=0) over seeds.",
@@ -287,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     with (args.out / "runs.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in results)
     write_results_csv(args.out / "results.csv", rows)
-    write_results_md(args.out / "results.md", rows, header=header, failures=[])
+    write_results_md(args.out / "results.md", rows, header=header, failures=[], wall_ratios=False)
     write_curves_csv(args.out / "curves.csv", results)
     try:
         plot_curves(args.out / "curves.png", results, episodes=args.episodes)
