@@ -144,7 +144,9 @@ class ActorCriticAgent:
     def sampler(self, num_envs: int, steps: int) -> Sampler | None:
         """``act``'s samples for the ``steps`` steps of a rollout share, gSDE's noise
         included, drawn now (``Policy.sampler``); None where the rollout calls ``act`` step by
-        step."""
+        step, as it must where a subclass or the instance replaces ``act``."""
+        if type(self).act is not ActorCriticAgent.act or "act" in vars(self):
+            return None
         return self.policy.sampler(num_envs, steps, self.noise_every)
 
     @torch.inference_mode()

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from agents.actor_critic import ActorCriticAgent
 from agents.trpo import TRPOAgent
+from trpo_ng.natural_gradient import TrustRegionUpdater
 from trpo_ng.normalization import ObservationNormalizer
 from trpo_ng.rollout import RolloutWorker, evaluate, film_episode, make_vector_env, play_episodes
 
@@ -85,6 +87,26 @@ def test_a_share_sampled_up_front_is_the_share_acted_step_by_step(env_id):
                 assert torch.equal(a[key], b[key]), key
             else:
                 assert a[key] == b[key], key
+
+
+def test_an_agent_whose_act_is_replaced_acts_through_it():
+    """A subclass's or an instance's own ``act`` is what the rollout calls: no share sampler
+    bypasses it."""
+
+    class Still(ActorCriticAgent):
+        def act(self, obs_BD, deterministic=False, noise=None):
+            return torch.zeros((obs_BD.shape[0], 1))
+
+    envs = make_vector_env("Pendulum-v1", num_envs=2, backend="sync")
+    spaces = envs.single_observation_space, envs.single_action_space
+    still = Still(*spaces, make_updater=TrustRegionUpdater)
+    patched = TRPOAgent(*spaces)
+    patched.act = lambda obs_BD, deterministic=False: torch.full((obs_BD.shape[0], 1), 0.5)
+    for agent, action in ((still, 0.0), (patched, 0.5)):
+        assert agent.sampler(2, 10) is None
+        batch = RolloutWorker(envs, steps_per_env=10, seed=0).collect(agent)
+        assert torch.equal(batch.act_TN, torch.full((10, 2, 1), action))
+    assert TRPOAgent(*spaces).sampler(2, 10) is not None
 
 
 def test_same_seed_same_batches_other_seed_differs():

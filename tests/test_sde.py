@@ -60,23 +60,23 @@ def test_fisher_products_are_exact_with_state_dependent_std(float64, damping):
     )
 
 
-def collect(seed: int, freq: int, noises: list[torch.Tensor], *, stepwise: bool = True):
-    """Two batches; ``stepwise``: acting step by step (``noises`` records the noise of each
-    step), else with the share's noise drawn up front (``Policy.sampler``)."""
+def collect(seed: int, freq: int, noises: list[torch.Tensor] | None):
+    """Two batches; with ``noises``, acting step by step through a wrapped ``act`` that records
+    each step's noise; without, the share's noise drawn up front (``Policy.sampler``)."""
     torch.manual_seed(seed)
     envs = make_vector_env("Pendulum-v1", num_envs=2, backend="sync")
     agent = TRPOAgent(
         envs.single_observation_space, envs.single_action_space, sde=True, sde_sample_freq=freq
     )
-    if stepwise:
-        agent.sampler = lambda num_envs, steps: None
-    act = agent.act
+    if noises is not None:  # a replaced act is what acts: no share sampler then
+        act = agent.act
 
-    def recorded(obs, deterministic=False, noise=None):
-        noises.append(noise)
-        return act(obs, deterministic, noise)
+        def recorded(obs, deterministic=False, noise=None):
+            noises.append(noise)
+            return act(obs, deterministic, noise)
 
-    agent.act = recorded
+        agent.act = recorded
+        assert agent.sampler(2, 12) is None
     worker = RolloutWorker(envs, steps_per_env=12, seed=seed)
     return [worker.collect(agent) for _ in range(2)]
 
@@ -94,7 +94,7 @@ def test_the_rollout_holds_the_noise_for_sde_sample_freq_steps_and_is_reproducib
         assert torch.equal(a.act_TN, b.act_TN) and torch.equal(a.obs_TND, b.obs_TND)
     assert not torch.equal(batches[0].act_TN, collect(1, 4, [])[0].act_TN)
     # the noise drawn up front for each share: the same batches
-    for a, b in zip(batches, collect(0, 4, [], stepwise=False), strict=True):
+    for a, b in zip(batches, collect(0, 4, None), strict=True):
         assert torch.equal(a.act_TN, b.act_TN) and torch.equal(a.obs_TND, b.obs_TND)
 
 
