@@ -29,6 +29,15 @@ def collect(
     return agent, batches
 
 
+def assert_same_batches(xs, ys):
+    for a, b in zip(xs, ys, strict=True):
+        for key in a:
+            if isinstance(a[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+            else:
+                assert a[key] == b[key], key
+
+
 def test_batch_shapes_and_episode_statistics():
     _, (b, _) = collect("sync", steps=300)
     T, N = 300, 2
@@ -65,12 +74,7 @@ def test_truncated_steps_bootstrap_from_the_final_observation():
 def test_sync_and_subprocess_backends_give_identical_batches():
     _, sync = collect("sync")
     _, sub = collect("subprocess")
-    for a, b in zip(sync, sub, strict=True):
-        for key in a:
-            if isinstance(a[key], torch.Tensor):
-                assert torch.equal(a[key], b[key]), key
-            else:
-                assert a[key] == b[key], key
+    assert_same_batches(sync, sub)
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
@@ -81,12 +85,7 @@ def test_a_share_sampled_up_front_is_the_share_acted_step_by_step(env_id):
     state = torch.get_rng_state()
     _, stepwise = collect("sync", env_id=env_id, steps=100, stepwise=True)
     assert torch.equal(state, torch.get_rng_state())
-    for a, b in zip(sampled, stepwise, strict=True):
-        for key in a:
-            if isinstance(a[key], torch.Tensor):
-                assert torch.equal(a[key], b[key]), key
-            else:
-                assert a[key] == b[key], key
+    assert_same_batches(sampled, stepwise)
 
 
 def test_an_agent_whose_act_is_replaced_acts_through_it():
