@@ -24,6 +24,7 @@ def make_agent(
         step_size = make_schedule(p.schedule, step_size, total_updates=updates)
     common = dict(
         hidden_sizes=cfg.network.hidden_sizes,
+        value_hidden_sizes=cfg.network.value_hidden_sizes,
         activation=cfg.network.activation,
         encoder=cfg.network.encoder,
         cnn_features=cfg.network.cnn_features,

@@ -84,6 +84,7 @@ class ActorCriticAgent:
         *,
         make_updater: UpdaterFactory,
         hidden_sizes: Sequence[int] = (64, 64),
+        value_hidden_sizes: Sequence[int] | None = None,
         activation: str = "tanh",
         encoder: str = "auto",
         cnn_features: int = 512,
@@ -97,7 +98,9 @@ class ActorCriticAgent:
         sde_sample_freq: int = 4,
         value_background: bool = False,
     ) -> None:
-        """``fisher_subsample``: the Fisher-vector products use every k-th sample of the batch
+        """``value_hidden_sizes``: the value network's MLP, ``hidden_sizes`` where None (as
+        SB3's ``net_arch=dict(pi=..., vf=...)``).
+        ``fisher_subsample``: the Fisher-vector products use every k-th sample of the batch
         (the TRPO paper, sec. 6, evaluates the Fisher on a subsample to cut its cost).
         ``sde``: gSDE exploration (``Policy.explore``), a fresh noise matrix per env every
         ``sde_sample_freq`` steps (``noise_every``; 0 without gSDE).
@@ -108,17 +111,18 @@ class ActorCriticAgent:
             raise ValueError(f"sde_sample_freq must be >= 1, got {sde_sample_freq}")
         if fisher_subsample < 1:
             raise ValueError(f"fisher_subsample must be >= 1, got {fisher_subsample}")
-        network = dict(
-            hidden_sizes=hidden_sizes,
-            activation=activation,
-            encoder=encoder,
-            cnn_features=cnn_features,
-        )
+        network = dict(activation=activation, encoder=encoder, cnn_features=cnn_features)
         self.policy = Policy(
-            observation_space, action_space, init_log_std=init_log_std, sde=sde, **network
+            observation_space,
+            action_space,
+            hidden_sizes=hidden_sizes,
+            init_log_std=init_log_std,
+            sde=sde,
+            **network,
         )
         self.noise_every = sde_sample_freq if sde else 0
-        self.value_fn = ValueFunction(observation_space, **network)
+        value_sizes = hidden_sizes if value_hidden_sizes is None else value_hidden_sizes
+        self.value_fn = ValueFunction(observation_space, hidden_sizes=value_sizes, **network)
         self.updater = make_updater(self.policy.parameters())
         self.value_lr = value_lr  # a constant or a schedule of the update count
         self.value_optimizer = Adam(self.value_fn.parameters())

@@ -106,6 +106,7 @@ class NetworkConfig:
     from the Nature CNN (Mnih et al. 2015) when ``encoder`` is auto or cnn."""
 
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    value_hidden_sizes: list[int] | None = None  # the value network's own; None: hidden_sizes
     activation: str = "tanh"
     encoder: str = "auto"  # auto: CNN for uint8 images, else flatten | flatten | cnn
     cnn_features: int = 512  # the CNN's last linear layer (Mnih et al. 2015)
@@ -242,6 +243,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             if option is type(None) and value is None:
                 return None
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        return _coerce(value, kind, key)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
@@ -295,6 +297,11 @@ def validate(cfg: Config) -> None:
         ("normalize.clip_observations", cfg.normalize.clip_observations > 0, "> 0"),
         ("normalize.clip_rewards", cfg.normalize.clip_rewards > 0, "> 0"),
         ("network.hidden_sizes", all(h >= 1 for h in cfg.network.hidden_sizes), "sizes >= 1"),
+        (
+            "network.value_hidden_sizes",
+            all(h >= 1 for h in cfg.network.value_hidden_sizes or []),
+            "sizes >= 1, or null for hidden_sizes",
+        ),
         (
             "network.activation",
             cfg.network.activation in ACTIVATIONS,
