@@ -2,9 +2,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
+import torch
 
+from agents import make_agent
 from trpo_ng.config import Config, ConfigError, load_config
+from trpo_ng.saved_agent import load_agent
+from trpo_ng.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,6 +27,32 @@ def test_overrides_are_typed_and_nested():
     assert cfg.seed == 7 and cfg.gamma == 1.0 and isinstance(cfg.gamma, float)
 
 
+def test_the_value_network_takes_its_own_sizes_or_the_policys(tmp_path):
+    def widths(net):
+        return [m.out_features for m in net if isinstance(m, torch.nn.Linear)]
+
+    env = gym.make("CartPole-v1")
+    cfg = load_config(None, ["network.value_hidden_sizes=[128, 32]"])
+    agent = make_agent(cfg, env.observation_space, env.action_space)
+    assert widths(agent.value_fn.net) == [128, 32, 1] and widths(agent.policy.net) == [64, 64, 2]
+    default = make_agent(load_config(None), env.observation_space, env.action_space)
+    assert widths(default.value_fn.net) == [64, 64, 1]
+    # a saved run rebuilds the wider critic from the config stored with its weights
+    cfg = load_config(
+        None,
+        [
+            "network.value_hidden_sizes=[16]",
+            "total_steps=2048",
+            "eval.every=0",
+            "eval.episodes=1",
+            f"log_dir={tmp_path}",
+        ],
+    )
+    result = train(cfg, quiet=True)
+    saved = load_agent(result.run_dir)
+    assert widths(saved.agent.value_fn.net) == [16, 1]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -31,6 +62,8 @@ def test_overrides_are_typed_and_nested():
         (["policy.max_kl=0"], "config key 'policy.max_kl' must be > 0"),
         (["gamma=1.5"], "config key 'gamma' must be in (0, 1]"),
         (["network.hidden_sizes=[64, -1]"], "config key 'network.hidden_sizes' must be sizes"),
+        (["network.value_hidden_sizes=[0]"], "config key 'network.value_hidden_sizes' must be"),
+        (["network.value_hidden_sizes=64"], "'network.value_hidden_sizes' expects a list of int"),
         (["rollout.backend=threads"], "config key 'rollout.backend' must be one of"),
         (["policy=3"], "policy must be a mapping"),
         (["nonsense"], "is not of the form key=value"),
