@@ -11,6 +11,7 @@ results.md, curves.csv, curves.png, runs.jsonl (raw per-run results), logs/ and 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -193,10 +194,23 @@ def run_all(jobs: list[Job], procs: int) -> tuple[list[dict[str, Any]], list[str
     return results, failures
 
 
-def _header(argv: list[str], args: argparse.Namespace, sb3_version: str | None) -> str:
-    versions = f"trpo-ng {__version__}, torch {torch.__version__}"
-    if sb3_version:
-        versions += f", sb3-contrib {sb3_version}"
+def installed(name: str) -> str:
+    """The installed version of a distribution, or "not installed"."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _header(argv: list[str], args: argparse.Namespace, sb3: dict[str, Any] | None) -> str:
+    # the physics and the random streams come from these too: a run repeats its digits only
+    # with the same versions (MuJoCo releases change Hopper's trajectories)
+    versions = (
+        f"trpo-ng {__version__}, torch {torch.__version__}, gymnasium {gym.__version__}, "
+        f"mujoco {installed('mujoco')}, numpy {installed('numpy')}"
+    )
+    if sb3:
+        versions += f", sb3-contrib {sb3['version']} (mujoco {sb3.get('mujoco', 'unknown')})"
     return "\n".join(
         [
             "# Learning benchmark",
@@ -231,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     with (args.out / "runs.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in results)
     rows = summarize(results, args.steps)
-    sb3_version = next((r["version"] for r in results if r["system"] == "sb3-contrib"), None)
+    sb3 = next((r for r in results if r["system"] == "sb3-contrib"), None)
     write_results_csv(args.out / "results.csv", rows)
-    header = _header(argv, args, sb3_version)
+    header = _header(argv, args, sb3)
     write_results_md(args.out / "results.md", rows, header=header, failures=failures)
     write_curves_csv(args.out / "curves.csv", results)
     if results:

@@ -13,6 +13,7 @@ a separate env whose VecNormalize statistics are copied from the training env an
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import sys
 import time
@@ -132,6 +133,14 @@ def make_model(env_id: str, seed: int) -> tuple[TRPO, HyperParams]:
     return TRPO("MlpPolicy", env, seed=seed, verbose=0, **hp.kwargs), hp
 
 
+def installed(name: str) -> str:
+    """The installed version of a distribution, or "not installed" (this venv's own)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def run(env_id: str, *, steps: int, seed: int, eval_every: int, episodes: int) -> dict[str, Any]:
     """Train for whole rollouts within ``steps`` (as trpo-ng does) and return the results."""
     start = time.perf_counter()
@@ -159,6 +168,7 @@ def run(env_id: str, *, steps: int, seed: int, eval_every: int, episodes: int) -
         "final_eval": callback.history[-1][1],
         "wall_s": round(wall, 2),
         "version": sb3_contrib.__version__,
+        "mujoco": installed("mujoco"),  # the physics: returns repeat only on the same version
     }
 
 

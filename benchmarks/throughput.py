@@ -26,6 +26,7 @@ module level, so the sb3-contrib venv can run it too.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -861,6 +862,10 @@ def _versions(sb3_version: str | None) -> str:
     from trpo_ng import __version__
 
     v = f"trpo-ng {__version__}, torch {torch.__version__}, gymnasium {gymnasium.__version__}"
+    try:  # the physics: MuJoCo releases change how fast and where an episode goes
+        v += f", mujoco {importlib.metadata.version('mujoco')}"
+    except importlib.metadata.PackageNotFoundError:
+        pass
     return v + (f", sb3-contrib {sb3_version}" if sb3_version else "")
 
 
