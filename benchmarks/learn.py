@@ -223,7 +223,8 @@ def _header(argv: list[str], args: argparse.Namespace, sb3: dict[str, Any] | Non
             f"Final eval: deterministic mean return over {EVAL_EPISODES} episodes on a separate "
             "env after the last update; mean, median and std (ddof=0) over seeds. Runs train "
             "whole batches within the budget (`trained`). Wall time: the training call, "
-            "periodic evaluation included.",
+            "periodic evaluation included (its share in the last column: a policy that stays "
+            "up longer plays longer evaluation episodes).",
         ]
     )
 

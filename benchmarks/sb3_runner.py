@@ -92,10 +92,12 @@ class PeriodicEval(BaseCallback):
         self.seed = seed
         self.next_eval = every
         self.history: list[tuple[int, float]] = []
+        self.seconds = 0.0  # spent evaluating
 
     def _evaluate(self) -> None:
         """Deterministic episodes, episode i reset with ``seed + i`` as trpo-ng's evaluation
         does, so both systems are scored from the same start states every time."""
+        start = time.perf_counter()
         sync_envs_normalization(self.training_env, self.eval_env)  # copies obs_rms, if any
         returns = []
         for i in range(self.episodes):
@@ -108,6 +110,7 @@ class PeriodicEval(BaseCallback):
                 done = bool(dones[0])
             returns.append(total)
         self.history.append((self.num_timesteps, float(np.mean(returns))))
+        self.seconds += time.perf_counter() - start
 
     def _on_rollout_start(self) -> None:  # the policy has just been updated
         if self.next_eval and self.num_timesteps >= self.next_eval:
@@ -167,6 +170,7 @@ def run(env_id: str, *, steps: int, seed: int, eval_every: int, episodes: int) -
         "eval_history": callback.history,
         "final_eval": callback.history[-1][1],
         "wall_s": round(wall, 2),
+        "eval_s": round(callback.seconds, 2),  # of wall_s, the periodic evaluations
         "version": sb3_contrib.__version__,
         "mujoco": installed("mujoco"),  # the physics: returns repeat only on the same version
     }

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                 "eval_history": result.eval_history,
                 "final_eval": result.final_eval,
                 "wall_s": round(wall, 2),
+                "eval_s": round(result.eval_s, 2),  # of wall_s, the periodic evaluations
                 "version": __version__,
                 "run_dir": str(result.run_dir),
             }

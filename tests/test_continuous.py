@@ -1,5 +1,6 @@
 """Continuous control: a Pendulum learning test and a MuJoCo smoke run with normalisation."""
 
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -37,7 +38,9 @@ def test_hopper_smoke_run_saves_and_restores_the_normaliser(tmp_path):
             "run_name=hop",
         ],
     )
+    start = time.perf_counter()
     result = train(cfg, config_name="hopper", quiet=True)
+    assert 0 < result.eval_s < time.perf_counter() - start  # the final evaluation's share
     state, meta = load_model(result.run_dir / "model.safetensors")
     saved = state["obs_normalizer"]
     assert saved["count"].item() == 4096  # one row per observation the agent acted on

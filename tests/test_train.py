@@ -31,6 +31,7 @@ TAGS = {
     "train/entropy",
     "eval/return_mean",
     "time/steps_per_second",
+    "time/eval_s",
 }
 
 

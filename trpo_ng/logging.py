@@ -31,7 +31,7 @@ LAYOUT = {
         ],
         "time per phase (s)": [
             "Multiline",
-            ["time/collect_s", "time/policy_update_s", "time/value_update_s"],
+            ["time/collect_s", "time/policy_update_s", "time/value_update_s", "time/eval_s"],
         ],
     }
 }

@@ -107,6 +107,7 @@ class TrainResult:
     steps: int
     eval_history: list[tuple[int, float]]  # (env steps, deterministic eval mean return)
     signal: int | None = None  # the signal that stopped the run early, if any
+    eval_s: float = 0.0  # wall seconds this call spent in the periodic evaluations
 
     @property
     def final_eval(self) -> float:
@@ -373,7 +374,11 @@ def train(
         while progress.next_video <= progress.steps:
             progress.next_video += cfg.eval.video_every
 
+    eval_s = 0.0
+
     def run_eval() -> float:
+        nonlocal eval_s
+        start = time.perf_counter()
         returns = evaluate(
             agent,
             eval_envs,
@@ -381,6 +386,8 @@ def train(
             seed=cfg.seed + EVAL_SEED_OFFSET,
             obs_normalizer=obs_norm,
         )
+        elapsed = time.perf_counter() - start
+        eval_s += elapsed
         mean = float(np.mean(returns))
         logger.scalars(
             {
@@ -388,6 +395,7 @@ def train(
                 "eval/return_std": float(np.std(returns)),
                 "eval/return_min": float(np.min(returns)),
                 "eval/return_max": float(np.max(returns)),
+                "time/eval_s": elapsed,
             },
             progress.steps,
         )
@@ -453,7 +461,11 @@ def train(
             video_env.close()
     history = [(int(s), float(r)) for s, r in progress.eval_history]
     return TrainResult(
-        run_dir=run_dir, steps=progress.steps, eval_history=history, signal=stopped_by
+        run_dir=run_dir,
+        steps=progress.steps,
+        eval_history=history,
+        signal=stopped_by,
+        eval_s=eval_s,
     )
 
 
