@@ -862,6 +862,7 @@ def _versions(sb3_version: str | None) -> str:
     from trpo_ng import __version__
 
     v = f"trpo-ng {__version__}, torch {torch.__version__}, gymnasium {gymnasium.__version__}"
+    v += f", numpy {importlib.metadata.version('numpy')}"
     try:  # the physics: MuJoCo releases change how fast and where an episode goes
         v += f", mujoco {importlib.metadata.version('mujoco')}"
     except importlib.metadata.PackageNotFoundError:
