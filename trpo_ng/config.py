@@ -82,6 +82,7 @@ class EvalConfig:
     every: int = 10_000  # environment steps between deterministic evaluations; 0: only at end
     episodes: int = 10
     video_every: int = 0  # env steps between evaluation videos in TensorBoard; 0: none
+    background: bool = False  # play them in a forked process as training goes on (same returns)
 
 
 @dataclass

@@ -29,6 +29,7 @@ import envs as _custom_envs  # noqa: F401  (registers the custom environments)
 from envs.wrappers import make_env, make_wrappers
 from trpo_ng import __version__
 from trpo_ng.advantages import gae
+from trpo_ng.background_eval import BackgroundEvaluation, Evaluation
 from trpo_ng.checkpoint import (
     CheckpointError,
     load_latest_checkpoint,
@@ -374,33 +375,46 @@ def train(
         while progress.next_video <= progress.steps:
             progress.next_video += cfg.eval.video_every
 
-    eval_s = 0.0
+    evaluation = partial(
+        evaluate,
+        agent,
+        eval_envs,
+        episodes=cfg.eval.episodes,
+        seed=cfg.seed + EVAL_SEED_OFFSET,
+        obs_normalizer=obs_norm,
+    )
+    background = BackgroundEvaluation(evaluation) if cfg.eval.background else None
+    eval_s = 0.0  # the time training stood still for evaluations
 
-    def run_eval() -> float:
+    def log_evaluations(finished: list[Evaluation], since: float) -> None:
         nonlocal eval_s
-        start = time.perf_counter()
-        returns = evaluate(
-            agent,
-            eval_envs,
-            episodes=cfg.eval.episodes,
-            seed=cfg.seed + EVAL_SEED_OFFSET,
-            obs_normalizer=obs_norm,
-        )
-        elapsed = time.perf_counter() - start
+        for done in finished:
+            mean = float(np.mean(done.returns))
+            logger.scalars(
+                {
+                    "eval/return_mean": mean,
+                    "eval/return_std": float(np.std(done.returns)),
+                    "eval/return_min": float(np.min(done.returns)),
+                    "eval/return_max": float(np.max(done.returns)),
+                },
+                done.step,
+            )
+            progress.eval_history.append([done.step, mean])
+        elapsed = time.perf_counter() - since
         eval_s += elapsed
-        mean = float(np.mean(returns))
-        logger.scalars(
-            {
-                "eval/return_mean": mean,
-                "eval/return_std": float(np.std(returns)),
-                "eval/return_min": float(np.min(returns)),
-                "eval/return_max": float(np.max(returns)),
-                "time/eval_s": elapsed,
-            },
-            progress.steps,
-        )
-        progress.eval_history.append([progress.steps, mean])
-        return mean
+        logger.scalars({"time/eval_s": elapsed}, progress.steps)
+
+    def run_eval(*, here: bool = False) -> float:
+        """Evaluate the current weights, here or, with ``eval.background``, in a forked process
+        while training goes on (logged once it has finished: at the next evaluation or the
+        end); returns the newest logged evaluation's mean return."""
+        since = time.perf_counter()
+        if background is None or here:
+            finished = [Evaluation(progress.steps, evaluation())]
+        else:
+            finished = background.start(progress.steps)
+        log_evaluations(finished, since)
+        return progress.eval_history[-1][1] if progress.eval_history else float("nan")
 
     if checkpoint is None:
         logger.text("config", "```yaml\n" + dump_config(cfg) + "```")
@@ -432,10 +446,12 @@ def train(
                     )
                 if cfg.checkpoint.every and progress.iteration % cfg.checkpoint.every == 0:
                     save_checkpoint()
+            if background is not None and background.running:  # logged before the checkpoint
+                log_evaluations(background.wait(), time.perf_counter())
             if received:
                 stopped_by = received[0]
             elif not progress.eval_history or progress.eval_history[-1][0] != progress.steps:
-                run_eval()
+                run_eval(here=True)  # nothing is left to overlap it
             save_checkpoint()
             if stopped_by is None:
                 save_model(
@@ -452,6 +468,8 @@ def train(
                     {"hparam/final_eval_return": progress.eval_history[-1][1]},
                 )
     finally:
+        if background is not None:
+            background.close()
         logger.close()
         agent.close()
         worker.close()
