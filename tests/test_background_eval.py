@@ -109,6 +109,6 @@ def test_without_fork_evaluations_play_at_once(monkeypatch):
     monkeypatch.setattr(background_eval, "FORK", False)
     played = []
     evaluation = BackgroundEvaluation(lambda: played.append(1) or [float(len(played))])
-    evaluation.start(10)
-    assert played == [1]  # here, before start returned
-    assert evaluation.wait() == [Evaluation(10, [1.0])]
+    assert evaluation.start(10) == [Evaluation(10, [1.0])]  # played here, at once
+    assert played == [1] and not evaluation.running
+    assert evaluation.wait() == []

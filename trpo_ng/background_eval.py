@@ -5,7 +5,8 @@ A fork copies the trainer's memory as it is at that moment, so the child plays t
 episodes with the weights and frozen observation statistics of the step it was started at,
 while the trainer collects and updates on: the same envs, seeds and weights as an evaluation in
 the trainer, so the same returns (tested). At most one runs at a time; a second ``start`` waits
-for the first. Where fork is not available (not Linux), ``start`` evaluates at once, here.
+for the first. A checkpoint written while one plays holds the evaluations finished before it.
+Where fork is not available (not Linux), ``start`` evaluates at once, here.
 """
 
 from __future__ import annotations
@@ -37,19 +38,17 @@ class BackgroundEvaluation:
     def __init__(self, evaluate: Callable[[], list[float]]) -> None:
         self._evaluate = evaluate
         self._running: tuple[int, Connection, BaseProcess] | None = None
-        self._done_here: Evaluation | None = None  # where there is no fork
 
     @property
     def running(self) -> bool:
-        return self._running is not None or self._done_here is not None
+        return self._running is not None
 
     def start(self, step: int) -> list[Evaluation]:
         """Start evaluating the current weights as those of ``step``; returns the evaluation
-        that was running (waited for), if any."""
+        that was running (waited for), if any, and without fork this one, played here."""
         done = self.wait()
         if not FORK:
-            self._done_here = Evaluation(step, self._evaluate())
-            return done
+            return [*done, Evaluation(step, self._evaluate())]
         ctx = mp.get_context("fork")
         parent, child = ctx.Pipe(duplex=False)
         process = ctx.Process(
@@ -63,9 +62,6 @@ class BackgroundEvaluation:
     def wait(self) -> list[Evaluation]:
         """The running evaluation once it has finished (empty if none runs); raises
         RuntimeError if it failed."""
-        if self._done_here is not None:
-            done, self._done_here = self._done_here, None
-            return [done]
         if self._running is None:
             return []
         step, conn, process = self._running
@@ -86,7 +82,6 @@ class BackgroundEvaluation:
 
     def close(self) -> None:
         """Stop a running evaluation, whose result is then lost."""
-        self._done_here = None
         if self._running is not None:
             _, conn, process = self._running
             self._running = None

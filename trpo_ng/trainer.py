@@ -447,7 +447,8 @@ def train(
                 if cfg.checkpoint.every and progress.iteration % cfg.checkpoint.every == 0:
                     save_checkpoint()
             if background is not None and background.running:  # logged before the checkpoint
-                log_evaluations(background.wait(), time.perf_counter())
+                since = time.perf_counter()
+                log_evaluations(background.wait(), since)
             if received:
                 stopped_by = received[0]
             elif not progress.eval_history or progress.eval_history[-1][0] != progress.steps:
