@@ -404,17 +404,17 @@ def train(
         eval_s += elapsed
         logger.scalars({"time/eval_s": elapsed}, progress.steps)
 
-    def run_eval(*, here: bool = False) -> float:
+    def run_eval(*, here: bool = False) -> float | None:
         """Evaluate the current weights, here or, with ``eval.background``, in a forked process
         while training goes on (logged once it has finished: at the next evaluation or the
-        end); returns the newest logged evaluation's mean return."""
+        end); returns the mean return of the evaluation this call logged, if any."""
         since = time.perf_counter()
         if background is None or here:
             finished = [Evaluation(progress.steps, evaluation())]
         else:
             finished = background.start(progress.steps)
         log_evaluations(finished, since)
-        return progress.eval_history[-1][1] if progress.eval_history else float("nan")
+        return progress.eval_history[-1][1] if finished else None
 
     if checkpoint is None:
         logger.text("config", "```yaml\n" + dump_config(cfg) + "```")
@@ -541,7 +541,8 @@ def _iteration(
         "steps/s": scalars["time/steps_per_second"],
     }
     if progress.next_eval and progress.steps >= progress.next_eval:
-        shown["eval"] = run_eval()
+        if (mean := run_eval()) is not None:  # in the background: the evaluation before
+            shown["eval"] = mean
         while progress.next_eval <= progress.steps:
             progress.next_eval += cfg.eval.every
     logger.progress(progress.steps, shown)
