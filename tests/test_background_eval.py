@@ -8,14 +8,11 @@ import os
 import time
 
 import pytest
-import torch
+from same_runs import assert_same_model, train_and_load
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from trpo_ng import background_eval
-from trpo_ng.api import train
 from trpo_ng.background_eval import BackgroundEvaluation, Evaluation
-from trpo_ng.checkpoint import load_model
-from trpo_ng.trainer import MODEL_FILE
 
 needs_fork = pytest.mark.skipif(not background_eval.FORK, reason="fork: Linux only")
 
@@ -37,34 +34,24 @@ def test_training_with_background_evaluations_gives_the_same_run(tmp_path, monke
 
     monkeypatch.setattr(BackgroundEvaluation, "start", counted)
 
-    def run(background: bool):
-        result = train(
-            "configs/pendulum.yaml",
-            {
-                "total_steps": 4096,
-                "rollout.steps_per_env": 512,
-                "eval.every": 1024,
-                "eval.episodes": 2,
-                "eval.background": background,
-                "normalize.observations": True,  # the child sees the statistics frozen at its step
-                "log_dir": str(tmp_path),
-                "run_name": f"background-{background}",
-            },
-            quiet=True,
-        )
-        state, _ = load_model(result.run_dir / MODEL_FILE)
-        return result, state
-
-    (here, here_state), (bg, bg_state) = run(False), run(True)
+    overrides = {
+        "total_steps": 4096,
+        "rollout.steps_per_env": 512,
+        "eval.every": 1024,
+        "eval.episodes": 2,
+        "normalize.observations": True,  # the child sees the statistics frozen at its step
+    }
+    here, here_state = train_and_load(
+        "configs/pendulum.yaml", {**overrides, "eval.background": False}, tmp_path, "here"
+    )
+    bg, bg_state = train_and_load(
+        "configs/pendulum.yaml", {**overrides, "eval.background": True}, tmp_path, "bg"
+    )
     assert started == [1024, 2048, 3072, 4096]  # all four in the background run
     assert [s for s, _ in here.eval_history] == [1024, 2048, 3072, 4096]  # no extra final one
     assert bg.eval_history == here.eval_history
     assert _logged_returns(bg.run_dir) == _logged_returns(here.run_dir)
-    for part in ("policy", "value"):
-        for key, value in here_state["agent"][part].items():
-            assert torch.equal(value, bg_state["agent"][part][key]), (part, key)
-    for key, value in here_state["obs_normalizer"].items():
-        assert torch.equal(torch.as_tensor(value), torch.as_tensor(bg_state["obs_normalizer"][key]))
+    assert_same_model(here_state, bg_state)
     assert not multiprocessing.active_children()  # no evaluation outlives the run
 
 

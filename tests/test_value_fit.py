@@ -9,14 +9,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from same_runs import assert_same_model, train_and_load
 
 from agents.trpo import TRPOAgent
 from trpo_ng import value_fit
 from trpo_ng.adam import Adam
-from trpo_ng.api import train
-from trpo_ng.checkpoint import load_model
 from trpo_ng.policies import ValueFunction
-from trpo_ng.trainer import MODEL_FILE
 from trpo_ng.value_fit import BackgroundFit
 
 SPACE = gym.spaces.Box(-np.inf, np.inf, (5,), np.float64)
@@ -96,29 +94,21 @@ def test_a_killed_fit_process_is_an_error_not_a_hang():
 
 
 def test_training_with_the_background_fit_gives_the_same_run(tmp_path):
-    def run(background: bool):
-        result = train(
-            "configs/cartpole.yaml",
-            {
-                "total_steps": 4096,
-                "rollout.num_envs": 2,
-                "rollout.steps_per_env": 512,
-                "eval.every": 2048,
-                "eval.episodes": 2,
-                "value.background": background,
-                "log_dir": str(tmp_path),
-                "run_name": f"background-{background}",
-            },
-            quiet=True,
-        )
-        state, _ = load_model(result.run_dir / MODEL_FILE)
-        return result, state
-
-    (inline, inline_state), (bg, bg_state) = run(False), run(True)
+    overrides = {
+        "total_steps": 4096,
+        "rollout.num_envs": 2,
+        "rollout.steps_per_env": 512,
+        "eval.every": 2048,
+        "eval.episodes": 2,
+    }
+    inline, inline_state = train_and_load(
+        "configs/cartpole.yaml", {**overrides, "value.background": False}, tmp_path, "inline"
+    )
+    bg, bg_state = train_and_load(
+        "configs/cartpole.yaml", {**overrides, "value.background": True}, tmp_path, "bg"
+    )
     assert bg.eval_history == inline.eval_history
-    for part in ("policy", "value"):
-        for key, value in inline_state["agent"][part].items():
-            assert torch.equal(value, bg_state["agent"][part][key]), (part, key)
+    assert_same_model(inline_state, bg_state)
     assert not multiprocessing.active_children()  # the fit's process ended with the run
 
 
