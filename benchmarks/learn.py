@@ -11,7 +11,6 @@ results.md, curves.csv, curves.png, runs.jsonl (raw per-run results), logs/ and 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import platform
@@ -34,6 +33,7 @@ from report import (
     write_results_csv,
     write_results_md,
 )
+from versions import installed
 
 from trpo_ng import __version__
 from trpo_ng.config import ConfigError, load_config
@@ -192,14 +192,6 @@ def run_all(jobs: list[Job], procs: int) -> tuple[list[dict[str, Any]], list[str
                 flush=True,
             )
     return results, failures
-
-
-def installed(name: str) -> str:
-    """The installed version of a distribution, or "not installed"."""
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _header(argv: list[str], args: argparse.Namespace, sb3: dict[str, Any] | None) -> str:

@@ -13,7 +13,6 @@ a separate env whose VecNormalize statistics are copied from the training env an
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import sys
 import time
@@ -27,6 +26,7 @@ from sb3_contrib import TRPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
+from versions import installed
 
 EVAL_SEED_OFFSET = 1_000_000  # as trpo-ng: evaluation never reuses a training seed
 
@@ -134,14 +134,6 @@ def make_model(env_id: str, seed: int) -> tuple[TRPO, HyperParams]:
     if hp.normalize:
         env = VecNormalize(env, gamma=hp.kwargs.get("gamma", 0.99))
     return TRPO("MlpPolicy", env, seed=seed, verbose=0, **hp.kwargs), hp
-
-
-def installed(name: str) -> str:
-    """The installed version of a distribution, or "not installed" (this venv's own)."""
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def run(env_id: str, *, steps: int, seed: int, eval_every: int, episodes: int) -> dict[str, Any]:

@@ -26,7 +26,6 @@ module level, so the sb3-contrib venv can run it too.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import platform
@@ -43,6 +42,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from versions import installed
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -862,11 +863,7 @@ def _versions(sb3_version: str | None) -> str:
     from trpo_ng import __version__
 
     v = f"trpo-ng {__version__}, torch {torch.__version__}, gymnasium {gymnasium.__version__}"
-    v += f", numpy {importlib.metadata.version('numpy')}"
-    try:  # the physics: MuJoCo releases change how fast and where an episode goes
-        v += f", mujoco {importlib.metadata.version('mujoco')}"
-    except importlib.metadata.PackageNotFoundError:
-        pass
+    v += f", numpy {installed('numpy')}, mujoco {installed('mujoco')}"
     return v + (f", sb3-contrib {sb3_version}" if sb3_version else "")
 
 
