@@ -262,6 +262,14 @@ class ActorCriticAgent:
             "value_optimizer": self.value_optimizer.state_dict(),
         }
 
+    def acting_state_dict(self) -> dict[str, Any]:
+        """What ``act`` and ``sampler`` use: the policy's state (a rollout worker's copy of
+        the agent loads it each batch, ``load_acting_state_dict``)."""
+        return {"policy": self.policy.state_dict()}
+
+    def load_acting_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._settle()
         self.policy.load_state_dict(state["policy"])

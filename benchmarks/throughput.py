@@ -57,6 +57,7 @@ ENVS_IN = {  # trpo-ng's rollout.backend -> where its envs step
     "sync": "this process",
     "subprocess": "one process per env",
     "hybrid": "env 0 here, the other in a process",
+    "process": "one worker of one env here, each other in a process",
 }
 
 
@@ -557,11 +558,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1, help="runs per system, interleaved")
     p.add_argument(
         "--backend",
-        choices=["sync", "subprocess", "hybrid"],
+        choices=list(ENVS_IN),
         default="sync",
-        help="trpo-ng's rollout.backend: envs in its process, one process per env, or env 0 "
-        "in its process and the others one process each (peak RSS then sums the trainer and "
-        "its env processes)",
+        help="trpo-ng's rollout.backend: envs in its process, one process per env, env 0 "
+        "in its process and the others one process each, or one worker per env (same n_envs) "
+        "with worker 0 in its process and the others one process each",
     )
     p.add_argument(
         "--value-background",
@@ -581,6 +582,12 @@ def _parser() -> argparse.ArgumentParser:
 DEFAULT_STEPS = {"hopper": 50_000, "cartpole": 50_000}
 
 
+def _one_worker_per_env(task: Task) -> list[str]:
+    """The process backend's layout: as many workers as envs, one env each."""
+    envs = next(o.split("=")[1] for o in task.overrides if o.startswith("rollout.num_envs="))
+    return [f"rollout.num_workers={envs}"]
+
+
 def measure(args: argparse.Namespace, sb3: bool, log_dir: Path) -> dict[str, Any]:
     tasks = ["hopper", "cartpole"] if args.task == "both" else [args.task]
     out: dict[str, Any] = {"tasks": {}, "failures": []}
@@ -598,6 +605,7 @@ def measure(args: argparse.Namespace, sb3: bool, log_dir: Path) -> dict[str, Any
                 "overrides": [
                     *task.overrides,
                     f"rollout.backend={args.backend}",
+                    *(_one_worker_per_env(task) if args.backend == "process" else []),
                     f"value.background={str(args.value_background).lower()}",
                 ],
                 "log_dir": str(log_dir),

@@ -1,7 +1,7 @@
-"""Rollout workers in this process and in subprocesses: a batch depends on the seed and the
-layout only; a worker whose env raises or whose process dies is replaced and its share collected
-again, no sample lost or duplicated; too many faults stop training with a checkpoint.
-(The Ray backend: tests/test_ray.py.)"""
+"""Rollout workers in this process and in subprocesses (envs, or whole workers with their own
+agent copy): a batch depends on the seed and the layout only; a worker whose env raises or whose
+process dies is replaced and its share collected again, no sample lost or duplicated; too many
+faults stop training with a checkpoint. (The Ray backend: tests/test_ray.py.)"""
 
 import subprocess
 import sys
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 T = 64  # steps per env and batch in these tests
 
 
-@pytest.mark.parametrize("backend", ["subprocess", "hybrid"])
+@pytest.mark.parametrize("backend", ["subprocess", "hybrid", "process"])
 def test_sync_and_process_workers_give_identical_batches_and_statistics(backend):
     sync, sync_stats, _ = collect_batches("sync")
     sub, sub_stats, _ = collect_batches(backend)
@@ -49,6 +49,9 @@ def test_a_deterministic_agent_gets_the_same_batch_from_any_layout():
         ("subprocess", 4, 1),
         ("hybrid", 2, 2),
         ("hybrid", 1, 4),
+        ("process", 4, 1),
+        ("process", 2, 2),
+        ("process", 1, 4),
     ]:
         got, stats, _ = collect_batches(
             backend, workers=workers, envs=envs, agent_factory=LeanAgent, iterations=3
@@ -78,6 +81,9 @@ def test_worker_seeds_continue_the_env_numbering_and_restarts_are_reproducible()
         ("hybrid", "Raise", 0),  # env 0 is the one stepped in the trainer
         ("hybrid", "Raise", 1),
         ("hybrid", "Exit", 1),  # env 3, in its own process, dies
+        ("process", "Raise", 0),  # worker 0 runs in the trainer
+        ("process", "Raise", 1),
+        ("process", "Exit", 1),  # worker 1's process dies
     ],
 )
 def test_a_faulty_worker_is_replaced_and_its_share_collected_again(backend, fault, worker):
@@ -107,7 +113,7 @@ def test_a_faulty_worker_is_replaced_and_its_share_collected_again(backend, faul
         assert_same_batches(sync, faulty)  # the same redone share on every backend
 
 
-@pytest.mark.parametrize("backend", ["sync", "subprocess"])
+@pytest.mark.parametrize("backend", ["sync", "subprocess", "process"])
 def test_a_share_that_keeps_failing_is_a_worker_error(backend):
     with pytest.raises(WorkerError, match=r"lost its share of the batch 3 times .*injected fault"):
         collect_batches(
@@ -174,7 +180,7 @@ def test_more_faults_than_allowed_stop_training_with_a_checkpoint(tmp_path):
         (["rollout.ray_address=auto"], "'rollout.ray_address' is only used with"),
         (["rollout.num_worker=2"], "did you mean 'rollout.num_workers'?"),
         (["rollout.max_worker_restarts=-1"], "'rollout.max_worker_restarts' must be >= 0"),
-        (["rollout.backend=threads"], "must be one of sync, subprocess, hybrid, ray"),
+        (["rollout.backend=threads"], "must be one of sync, subprocess, hybrid, process, ray"),
         (
             ["rollout.backend=hybrid", "rollout.num_workers=4"],
             "needs at least 2 envs per worker, got 1",

@@ -141,6 +141,14 @@ def make_test_workers(backend, *, env_id, num_workers, envs_per_worker, agent_fa
             agent_factory=agent_factory,
             worker_cpus=0.5,
         )
+    if backend == "process":
+        from trpo_ng.process_workers import ProcessWorkers
+
+        return ProcessWorkers(
+            partial(make_vector_env, env_id, num_envs=envs_per_worker, backend="sync"),
+            num_workers=num_workers,
+            agent_factory=agent_factory,
+        )
     return LocalWorkers(
         partial(make_vector_env, env_id, num_envs=envs_per_worker, backend=backend),
         num_workers=num_workers,

@@ -63,7 +63,9 @@ class RolloutConfig:
 
     backend: sync (every worker in this process), subprocess (one process per env,
     ``SubprocessVectorEnv``), hybrid (each worker's first env in this process, the others one
-    process each, ``HybridVectorEnv``) or ray (one Ray actor per worker,
+    process each, ``HybridVectorEnv``), process (worker 0 in this process, every other worker
+    in a process of its own with a copy of the agent: a message per worker and batch, not per
+    step, ``trpo_ng.process_workers``) or ray (one Ray actor per worker,
     ``pip install 'trpo-ng[ray]'``).
     """
 
@@ -146,7 +148,7 @@ class Config:
 
 
 AGENTS = ("trpo", "npg", "vpg")
-BACKENDS = ("sync", "subprocess", "hybrid", "ray")
+BACKENDS = ("sync", "subprocess", "hybrid", "process", "ray")
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
 FVPS = ("analytic", "double_backprop")
 ENCODERS = ("auto", "flatten", "cnn")

@@ -1,11 +1,11 @@
 """Rollout workers as Ray actors, on this machine or a cluster (``rollout.backend: ray``).
 
 Each actor holds one vector env (a ``SerialVectorEnv``, stepped in the actor's process) and its
-own copy of the agent, both built by picklable factories. Once per batch the trainer's agent
-weights and observation statistics go into Ray's object store once (``ray.put``) and every
-actor collects its share with them; the shares come back in worker order and are merged by
-``RolloutWorker`` exactly as for local workers. An actor whose env raises, or whose process
-dies, is killed and replaced by a fresh one.
+own copy of the agent, both built by picklable factories. Once per batch the trainer's policy
+weights (``acting_state``) and observation statistics go into Ray's object store once
+(``ray.put``) and every actor collects its share with them; the shares come back in worker
+order and are merged by ``RolloutWorker`` exactly as for local workers. An actor whose env
+raises, or whose process dies, is killed and replaced by a fresh one.
 
 Needs the ``ray`` extra: ``pip install 'trpo-ng[ray]'``.
 """
@@ -26,7 +26,14 @@ import torch
 from trpo_ng.config import ConfigError
 from trpo_ng.extras import require
 from trpo_ng.normalization import ObservationNormalizer
-from trpo_ng.rollout import Actor, EnvRunner, Share, WorkerFault
+from trpo_ng.rollout import (
+    Actor,
+    EnvRunner,
+    Share,
+    WorkerFault,
+    acting_state,
+    load_acting_state,
+)
 from trpo_ng.vector import VectorEnv
 
 START_TIMEOUT_S = 300.0  # for every actor to come up; past it, the cluster lacks room for them
@@ -60,12 +67,12 @@ class RolloutActor:
         start: tuple[int, int | None] | None,
         rng_state: torch.Tensor | None,
     ) -> tuple[Share, torch.Tensor | None]:
-        """``broadcast``: the agent's state and the observation normaliser (frozen);
-        ``start``: (env seed, stream seed) to begin afresh, or None to go on; ``rng_state``:
-        the trainer's global torch stream, for the worker that samples from it (else None).
-        Returns the share and that stream's state after it."""
+        """``broadcast``: the agent's acting state (``acting_state``) and the observation
+        normaliser (frozen); ``start``: (env seed, stream seed) to begin afresh, or None to go
+        on; ``rng_state``: the trainer's global torch stream, for the worker that samples from
+        it (else None). Returns the share and that stream's state after it."""
         agent_state, obs_normalizer = broadcast
-        self.agent.load_state_dict(agent_state)
+        load_acting_state(self.agent, agent_state)
         if start is not None:
             self.runner.start(*start)
         if rng_state is not None:
@@ -169,7 +176,7 @@ class RayWorkers:
         which: Sequence[int],
     ) -> list[Share | WorkerFault]:
         ray = self.ray
-        broadcast = ray.put((agent.state_dict(), obs_normalizer))  # type: ignore[attr-defined]
+        broadcast = ray.put((acting_state(agent), obs_normalizer))
         if sum(self._on_global[w] for w in which) > 1:
             raise ValueError("only one worker can sample from the global torch stream")
         futures = []

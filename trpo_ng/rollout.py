@@ -2,13 +2,15 @@
 
 A batch is gathered by ``W`` workers, each stepping its own vector env of ``E`` envs for ``T``
 steps; their shares are merged in worker order along the env axis, so env ``i`` of the batch is
-env ``i % E`` of worker ``i // E``. Four backends hold the workers:
+env ``i % E`` of worker ``i // E``. Five backends hold the workers:
 
 - ``sync``: every worker's envs stepped in this process (``SerialVectorEnv``);
 - ``subprocess``: each worker a ``SubprocessVectorEnv`` (one process per env), all stepped
   at once; the policy runs here;
 - ``hybrid``: each worker a ``HybridVectorEnv``: its first env stepped here while the others
   step in their processes; the policy runs here;
+- ``process``: worker 0 in this process, every other worker in a process of its own with its
+  own copy of the agent (``trpo_ng.process_workers``), all collecting at once;
 - ``ray``: each worker a Ray actor holding a ``SerialVectorEnv`` and its own copy of the agent
   (``trpo_ng.ray_workers``), on this machine or a cluster.
 
@@ -63,9 +65,11 @@ __all__ = [
     "WorkerError",
     "WorkerFault",
     "Workers",
+    "acting_state",
     "env_actions",
     "evaluate",
     "film_episode",
+    "load_acting_state",
     "make_vector_env",
     "make_workers",
     "play_episodes",
@@ -74,7 +78,8 @@ __all__ = [
 
 
 class Actor(Protocol):
-    """What a rollout worker needs from an agent."""
+    """What a rollout worker needs from an agent. Workers in other processes (the ``process``
+    and ``ray`` backends) act with a copy of it, loaded each batch from ``acting_state``."""
 
     def act(self, obs_BD: Tensor, deterministic: bool = False) -> Tensor:
         """Actions for a batch of observations: (B,) for Discrete; (B, A) for MultiDiscrete,
@@ -89,6 +94,20 @@ class Actor(Protocol):
     def value(self, obs_BD: Tensor) -> Tensor:
         """V(s) for a batch of observations, (B,)."""
         ...
+
+
+def acting_state(agent: Actor) -> dict:
+    """What a copy of ``agent`` in a worker process needs to act as it does: its
+    ``acting_state_dict()`` where it has one (the policy alone: it does not wait for a
+    background value fit), else its ``state_dict()``."""
+    get = getattr(agent, "acting_state_dict", None) or agent.state_dict  # type: ignore[attr-defined]
+    return get()
+
+
+def load_acting_state(agent: Actor, state: dict) -> None:
+    """Load what ``acting_state`` took from another copy of the agent."""
+    load = getattr(agent, "load_acting_state_dict", None) or agent.load_state_dict  # type: ignore[attr-defined]
+    load(state)
 
 
 @dataclass
@@ -503,11 +522,22 @@ def make_workers(
             num_workers=r.num_workers,
             lockstep=r.backend != "sync",
         )
+    if r.backend in ("process", "ray") and agent_factory is None:
+        raise ValueError(f"the {r.backend} backend needs an agent_factory")
+    if r.backend == "process":
+        from trpo_ng.process_workers import ProcessWorkers
+
+        return ProcessWorkers(
+            partial(
+                make_vector_env, cfg.env_id, num_envs=per_worker, backend="sync", wrappers=wrappers
+            ),
+            num_workers=r.num_workers,
+            agent_factory=agent_factory,
+            torch_threads=cfg.torch_threads,
+        )
     if r.backend == "ray":
         from trpo_ng.ray_workers import RayWorkers
 
-        if agent_factory is None:
-            raise ValueError("the ray backend needs an agent_factory")
         return RayWorkers(
             partial(
                 make_vector_env, cfg.env_id, num_envs=per_worker, backend="sync", wrappers=wrappers
