@@ -104,8 +104,9 @@ class ActorCriticAgent:
         (the TRPO paper, sec. 6, evaluates the Fisher on a subsample to cut its cost).
         ``sde``: gSDE exploration (``Policy.explore``), a fresh noise matrix per env every
         ``sde_sample_freq`` steps (``noise_every``; 0 without gSDE).
-        ``value_background``: fit the value function in a second process while the next batch
-        is collected (``trpo_ng.value_fit.BackgroundFit``; the same weights, a core more);
+        ``value_background``: fit the value function in a second process beside the policy
+        step and the next batch's collection (``trpo_ng.value_fit.BackgroundFit``; the same
+        weights, a core more; undone if the policy step is skipped);
         ``close`` ends that process."""
         if sde and sde_sample_freq < 1:
             raise ValueError(f"sde_sample_freq must be >= 1, got {sde_sample_freq}")
@@ -176,6 +177,12 @@ class ActorCriticAgent:
             return AgentStats.skipped_update()
         if self.normalize_advantages:
             adv_B = (adv_B - adv_B.mean()) / (adv_B.std() + 1e-8)
+        ret_B = ret_TN.flatten()
+        early = self._background is not None  # the fit runs beside the policy step
+        if early:
+            self._settle()  # done already: this batch's values waited for it
+            undo = self._value_state()
+            value_loss, value_s = self._fit_value(obs_BD, ret_B, self.updater.num_updates + 1)
         with torch.no_grad():
             old = self.policy(obs_BD)
             logp_old_B = old.log_prob(act_B)
@@ -197,10 +204,14 @@ class ActorCriticAgent:
         )
         t1 = time.perf_counter()
         if policy_stats.skipped:  # non-finite gradient or step: leave the value function too
+            if early:
+                self._settle()
+                self._load_value_state(undo)
+                self._last_loss = value_loss  # the fit before, not yet reported
             return AgentStats.skipped_update()
-        ret_B = ret_TN.flatten()
+        if not early:
+            value_loss, value_s = self._fit_value(obs_BD, ret_B)
         values_B = batch.values_TN.flatten()
-        value_loss, value_s = self._fit_value(obs_BD, ret_B)
         return AgentStats(
             policy_update_s=t1 - t0,
             value_update_s=value_s,
@@ -211,11 +222,16 @@ class ActorCriticAgent:
             log_std=None if self.policy.log_std is None else self.policy.log_std.detach().clone(),
         )
 
-    def _fit_value(self, obs_BD: Tensor, ret_B: Tensor) -> tuple[float, float]:
-        """Fit the value function (``trpo_ng.value_fit``): (loss, seconds). In the background:
-        start the fit and return the loss of the one before (NaN at first) and the seconds it
-        took to start; a wait for a fit falls in the next collection (``value``)."""
-        lr = self.value_lr(self.updater.num_updates) if callable(self.value_lr) else self.value_lr
+    def _fit_value(
+        self, obs_BD: Tensor, ret_B: Tensor, updates: int | None = None
+    ) -> tuple[float, float]:
+        """Fit the value function (``trpo_ng.value_fit``) with the learning rate after
+        ``updates`` policy updates (None: those made so far): (loss, seconds). In the
+        background: start the fit and return the loss of the one before (NaN at first) and the
+        seconds it took to start; a wait for it falls in the next collection (``value``)."""
+        if updates is None:
+            updates = self.updater.num_updates
+        lr = self.value_lr(updates) if callable(self.value_lr) else self.value_lr
         n = ret_B.numel()
         perms = [torch.randperm(n) for _ in range(self.value_epochs)]  # the global stream
         start = time.perf_counter()
@@ -236,6 +252,16 @@ class ActorCriticAgent:
         )
         loss, self._last_loss = self._last_loss, float("nan")
         return loss, time.perf_counter() - start
+
+    def _value_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """The value function's weights and optimiser state, copied (to undo a fit)."""
+        weights = {k: v.clone() for k, v in self.value_fn.state_dict().items()}
+        return weights, self.value_optimizer.state_dict()
+
+    def _load_value_state(self, state: tuple[dict[str, Tensor], dict[str, Any]]) -> None:
+        """Copy ``_value_state``'s copies back into the tensors the fit's process shares."""
+        self.value_fn.load_state_dict(state[0])
+        self.value_optimizer.load_state_dict(state[1])
 
     def _settle(self) -> None:
         """Wait for a background fit, if one is running, and keep its loss."""

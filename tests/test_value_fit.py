@@ -4,6 +4,7 @@ for bit, and its failures come back as errors."""
 from __future__ import annotations
 
 import multiprocessing
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -14,6 +15,7 @@ from same_runs import assert_same_model, train_and_load
 from agents.trpo import TRPOAgent
 from trpo_ng import value_fit
 from trpo_ng.adam import Adam
+from trpo_ng.natural_gradient import UpdateStats
 from trpo_ng.policies import ValueFunction
 from trpo_ng.value_fit import BackgroundFit
 
@@ -93,8 +95,10 @@ def test_a_killed_fit_process_is_an_error_not_a_hang():
     assert fit._process is None
 
 
-def test_training_with_the_background_fit_gives_the_same_run(tmp_path):
+@pytest.mark.parametrize("lr_schedule", ["constant", "linear"])  # linear: the fit's clock
+def test_training_with_the_background_fit_gives_the_same_run(tmp_path, lr_schedule):
     overrides = {
+        "value.lr_schedule": lr_schedule,
         "total_steps": 4096,
         "rollout.num_envs": 2,
         "rollout.steps_per_env": 512,
@@ -127,4 +131,38 @@ def test_no_critic_epochs_leave_the_weights_in_either_mode():
             agent._fit_value(obs, ret)
         after = agent.state_dict()["value"]
         assert all(torch.equal(b, a) for b, a in zip(before, after.values(), strict=True))
+        agent.close()
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_skipped_policy_step_leaves_the_value_function(background, monkeypatch):
+    """In the background the fit starts beside the policy step; a step skipped for a non-finite
+    gradient undoes it, weights and optimiser state, as the fit in the trainer never starts."""
+    torch.manual_seed(0)
+    agent = TRPOAgent(SPACE, gym.spaces.Discrete(2), value_epochs=2, value_background=background)
+    obs, ret = torch.randn(64, 5), torch.randn(64)
+    batch = SimpleNamespace(
+        obs_TND=obs.view(32, 2, 5),
+        act_TN=torch.randint(0, 2, (32, 2)),
+        values_TN=torch.zeros(32, 2),
+    )
+    if agent._background is not None:  # up before the first fit, so that it runs there
+        agent._background.start()
+        assert agent._background.ready(timeout=120)
+    try:
+        agent.update(batch, torch.randn(32, 2), ret.view(32, 2))  # one fit, so Adam has state
+        agent.value(obs)  # the collection's wait for it
+        weights = [p.detach().clone() for p in agent.value_fn.parameters()]
+        adam = agent.value_optimizer.state_dict()
+        monkeypatch.setattr(agent.updater, "step", lambda *a, **k: UpdateStats.skipped_step())
+        stats = agent.update(batch, torch.randn(32, 2), ret.view(32, 2))
+        assert stats.skipped
+        agent.value(obs)
+        for before, after in zip(weights, agent.value_fn.parameters(), strict=True):
+            assert torch.equal(before, after)
+        after_adam = agent.value_optimizer.state_dict()
+        for i, state in adam["state"].items():
+            for key, value in state.items():
+                assert torch.equal(value, after_adam["state"][i][key]), (i, key)
+    finally:
         agent.close()

@@ -53,7 +53,7 @@ class ValueConfig:
     minibatch_size: int = 128
     lr: float = 1e-3
     lr_schedule: str = "constant"  # constant | linear (annealed to 0 over the run)
-    background: bool = False  # fit in a second process during the next collection (same result)
+    background: bool = False  # fit in a second process beside the policy step (same result)
 
 
 @dataclass
