@@ -327,7 +327,7 @@ def child_trpo(spec: dict[str, Any]) -> dict[str, Any]:
         "settings": {
             "rollout": f"{c.num_envs} x {c.steps_per_env}",
             "envs_in": ENVS_IN[c.backend],
-            "critic_in": "a second process, while the next batch is collected"
+            "critic_in": "a second process, beside the policy step and the next collection"
             if v.background
             else "this process, after the policy step",
             "gamma": f"{cfg.gamma:g}",
@@ -567,8 +567,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--value-background",
         action="store_true",
-        help="trpo-ng's value.background=true: the critic fitted in a second process while the "
-        "next batch is collected (same weights; peak RSS then adds that process's)",
+        help="trpo-ng's value.background=true: the critic fitted in a second process beside the "
+        "policy step and the next collection (same weights; peak RSS then adds that process's)",
     )
     p.add_argument("--no-sb3", action="store_true", help="skip sb3-contrib TRPO")
     p.add_argument("--sb3-python", type=Path, default=DEFAULT_SB3_PYTHON, metavar="PATH")
