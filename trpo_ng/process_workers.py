@@ -155,7 +155,8 @@ class ProcessWorkers:
         self.local = EnvRunner(make_envs())
         self.processes: list[_Process] = []
         try:
-            self.processes = [_Process(self._args) for _ in range(num_workers - 1)]
+            for _ in range(num_workers - 1):  # one at a time, so close() finds every one started
+                self.processes.append(_Process(self._args))
             for p in self.processes:
                 p.ready()
         except BaseException:
