@@ -524,13 +524,15 @@ def make_workers(
         )
     if r.backend in ("process", "ray") and agent_factory is None:
         raise ValueError(f"the {r.backend} backend needs an agent_factory")
+    # a worker with its own agent steps its envs where it runs
+    own_envs = partial(
+        make_vector_env, cfg.env_id, num_envs=per_worker, backend="sync", wrappers=wrappers
+    )
     if r.backend == "process":
         from trpo_ng.process_workers import ProcessWorkers
 
         return ProcessWorkers(
-            partial(
-                make_vector_env, cfg.env_id, num_envs=per_worker, backend="sync", wrappers=wrappers
-            ),
+            own_envs,
             num_workers=r.num_workers,
             agent_factory=agent_factory,
             torch_threads=cfg.torch_threads,
@@ -539,9 +541,7 @@ def make_workers(
         from trpo_ng.ray_workers import RayWorkers
 
         return RayWorkers(
-            partial(
-                make_vector_env, cfg.env_id, num_envs=per_worker, backend="sync", wrappers=wrappers
-            ),
+            own_envs,
             num_workers=r.num_workers,
             agent_factory=agent_factory,
             torch_threads=cfg.torch_threads,
