@@ -60,6 +60,22 @@ def test_an_error_of_a_workers_agent_is_raised_in_the_trainer():
     assert not multiprocessing.active_children()
 
 
+class LoadFails(LeanAgent):
+    def load_state_dict(self, state):
+        raise ValueError("not this agent's state")
+
+
+def test_a_copy_that_cannot_load_the_policy_is_an_error_not_a_restart():
+    workers = ProcessWorkers(CARTPOLE, num_workers=2, agent_factory=LoadFails)
+    rollout = RolloutWorker(workers, steps_per_env=8, seed=0, max_restarts=3)
+    try:
+        with pytest.raises(RuntimeError, match="worker 1 raised ValueError: not this agent's"):
+            rollout.collect(LeanAgent())
+        assert rollout.restarts == 0
+    finally:
+        rollout.close()
+
+
 def _no_agent(observation_space, action_space):
     raise ValueError("no agent for these spaces")
 

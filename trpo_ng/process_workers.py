@@ -60,10 +60,10 @@ def _serve(
     try:
         while (msg := conn.recv()) is not None:
             state, obs_normalizer, steps, start = msg
-            load_acting_state(agent, state)
-            if start is not None:
-                runner.start(*start)
             try:
+                load_acting_state(agent, state)
+                if start is not None:
+                    runner.start(*start)
                 reply: Share | WorkerFault | str = runner.collect(agent, obs_normalizer, steps)
             except WorkerFault as e:
                 reply = e
