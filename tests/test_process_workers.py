@@ -3,6 +3,7 @@ same layout; errors of a worker's agent or start come back as errors; no process
 workers. (Its batches, faults and restarts: tests/test_workers.py.)"""
 
 import multiprocessing
+import threading
 from functools import partial
 
 import pytest
@@ -83,6 +84,25 @@ def _no_agent(observation_space, action_space):
 def test_a_worker_that_cannot_start_is_one_error_and_leaves_no_process():
     with pytest.raises(RuntimeError, match="could not start: ValueError: no agent for these"):
         ProcessWorkers(CARTPOLE, num_workers=3, agent_factory=_no_agent)
+    assert not multiprocessing.active_children()
+
+
+def test_workers_start_and_collect_from_a_thread_other_than_the_main_one():
+    """As ``train`` runs in a user's thread: nothing here may need the main thread."""
+    out = []
+
+    def run():
+        workers = ProcessWorkers(CARTPOLE, num_workers=2, agent_factory=LeanAgent)
+        rollout = RolloutWorker(workers, steps_per_env=8, seed=0)
+        try:
+            out.append(rollout.collect(LeanAgent()).obs_TND.shape)
+        finally:
+            rollout.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=120)
+    assert out == [(8, 2, 4)]
     assert not multiprocessing.active_children()
 
 

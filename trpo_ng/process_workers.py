@@ -47,6 +47,7 @@ def _serve(
 ) -> None:
     """A worker process: builds its envs and agent, says so, then collects a share for each
     (acting state, observation normaliser, steps, start) it gets, until None or EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
     try:
         import envs  # noqa: F401  (registers trpo-ng's custom environments in this process)
 
@@ -82,15 +83,10 @@ class _Process:
     def __init__(self, args: tuple[Any, ...]) -> None:
         ctx = mp.get_context()
         self.conn, child = ctx.Pipe()
-        # the worker ignores Ctrl-C: the trainer, not the terminal, decides when it stops
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            self.process: BaseProcess = ctx.Process(
-                target=_serve, args=(child, *args), daemon=True, name="trpo-ng-worker"
-            )
-            self.process.start()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        self.process: BaseProcess = ctx.Process(
+            target=_serve, args=(child, *args), daemon=True, name="trpo-ng-worker"
+        )
+        self.process.start()
         child.close()
 
     def ready(self) -> None:
