@@ -13,7 +13,7 @@ from worker_faults import LeanAgent
 
 from agents import TRPOAgent
 from trpo_ng.process_workers import ProcessWorkers
-from trpo_ng.rollout import RolloutWorker, make_vector_env
+from trpo_ng.rollout import LocalWorkers, RolloutWorker, make_vector_env
 
 CARTPOLE = partial(make_vector_env, "CartPole-v1", num_envs=1, backend="sync")
 
@@ -121,14 +121,12 @@ def test_a_workers_copy_acts_with_the_trainers_policy_of_each_batch():
     batches as sync workers whose one agent is changed the same way."""
     batches = {}
     for backend in ("sync", "process"):
-        torch.manual_seed(0)
-        agent = TRPOAgent(*_spaces())
         if backend == "sync":
-            from trpo_ng.rollout import LocalWorkers
-
             workers = LocalWorkers(CARTPOLE, num_workers=2, lockstep=False)
         else:
             workers = ProcessWorkers(CARTPOLE, num_workers=2, agent_factory=TRPOAgent)
+        torch.manual_seed(0)
+        agent = TRPOAgent(workers.single_observation_space, workers.single_action_space)
         rollout = RolloutWorker(workers, steps_per_env=16, seed=0)
         got = []
         try:
@@ -143,11 +141,3 @@ def test_a_workers_copy_acts_with_the_trainers_policy_of_each_batch():
     for a, b in zip(batches["sync"], batches["process"], strict=True):
         assert torch.equal(a, b)
     assert not torch.equal(batches["sync"][0], batches["sync"][2])
-
-
-def _spaces():
-    env = CARTPOLE()
-    try:
-        return env.single_observation_space, env.single_action_space
-    finally:
-        env.close()
