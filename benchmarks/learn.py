@@ -131,10 +131,11 @@ def _trpo_overrides(args: argparse.Namespace, stem: str, seed: int) -> list[str]
 def plan(args: argparse.Namespace) -> list[Job]:
     """Validate every config, then list the runs: per config and seed, trpo-ng then sb3.
 
-    An env id shared by several configs gets one sb3-contrib run per seed.
+    An env (id and keyword arguments) shared by several configs gets one sb3-contrib run per
+    seed.
     """
     jobs: list[Job] = []
-    sb3_planned: set[tuple[str, int]] = set()
+    sb3_planned: set[tuple[str, str, int]] = set()
     logs = args.out / "logs"
     for config in args.configs:
         stem = Path(config).stem
@@ -150,10 +151,13 @@ def plan(args: argparse.Namespace) -> list[Job]:
             argv += _trpo_overrides(args, stem, seed)
             log = logs / f"{stem}-s{seed}.log"
             jobs.append(Job("trpo-ng", f"trpo-ng {stem} s{seed}", argv, log))
-            if args.vs_sb3 and (cfg.env_id, seed) not in sb3_planned:
-                sb3_planned.add((cfg.env_id, seed))
+            task = (cfg.env_id, json.dumps(cfg.env_kwargs, sort_keys=True), seed)
+            if args.vs_sb3 and task not in sb3_planned:
+                sb3_planned.add(task)
                 argv = [str(args.sb3_python), str(HERE / "sb3_runner.py"), cfg.env_id]
                 argv += [f"--steps={args.steps}", f"--seed={seed}"]
+                if cfg.env_kwargs:  # the same task: gym.make's keyword arguments too
+                    argv += [f"--env-kwargs={json.dumps(cfg.env_kwargs)}"]
                 argv += [f"--eval-every={args.eval_every}", f"--eval-episodes={EVAL_EPISODES}"]
                 log = logs / f"sb3-{cfg.env_id}-s{seed}.log"
                 jobs.append(Job("sb3-contrib", f"sb3-contrib {cfg.env_id} s{seed}", argv, log))

@@ -126,22 +126,33 @@ class PeriodicEval(BaseCallback):
             self._evaluate()
 
 
-def make_model(env_id: str, seed: int) -> tuple[TRPO, HyperParams]:
-    """sb3-contrib TRPO on ``hyperparams(env_id)``'s training envs (in VecNormalize when they
-    normalise); ``model.get_env()`` is that vector env."""
+def make_model(
+    env_id: str, seed: int, env_kwargs: dict[str, Any] | None = None
+) -> tuple[TRPO, HyperParams]:
+    """sb3-contrib TRPO on ``hyperparams(env_id)``'s training envs, ``gym.make(env_id,
+    **env_kwargs)`` (in VecNormalize when they normalise); ``model.get_env()`` is that vector
+    env."""
     hp = hyperparams(env_id)
-    env = make_vec_env(env_id, n_envs=hp.n_envs, seed=seed)
+    env = make_vec_env(env_id, n_envs=hp.n_envs, seed=seed, env_kwargs=env_kwargs)
     if hp.normalize:
         env = VecNormalize(env, gamma=hp.kwargs.get("gamma", 0.99))
     return TRPO("MlpPolicy", env, seed=seed, verbose=0, **hp.kwargs), hp
 
 
-def run(env_id: str, *, steps: int, seed: int, eval_every: int, episodes: int) -> dict[str, Any]:
+def run(
+    env_id: str,
+    *,
+    steps: int,
+    seed: int,
+    eval_every: int,
+    episodes: int,
+    env_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train for whole rollouts within ``steps`` (as trpo-ng does) and return the results."""
     start = time.perf_counter()
-    model, hp = make_model(env_id, seed)
+    model, hp = make_model(env_id, seed, env_kwargs)
     env = model.get_env()
-    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + EVAL_SEED_OFFSET)
+    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
     if hp.normalize:
         gamma = hp.kwargs.get("gamma", 0.99)
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False, gamma=gamma)
@@ -175,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=10_000, help="0: only at the end")
     parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument(
+        "--env-kwargs", type=json.loads, default={}, help="gym.make's keyword arguments (JSON)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     result = run(
@@ -183,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         eval_every=args.eval_every,
         episodes=args.eval_episodes,
+        env_kwargs=args.env_kwargs,
     )
     print(json.dumps(result))
     return 0

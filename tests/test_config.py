@@ -66,6 +66,8 @@ def test_the_value_network_takes_its_own_sizes_or_the_policys(tmp_path):
         (["network.value_hidden_sizes=64"], "'network.value_hidden_sizes' expects a list of int"),
         (["rollout.backend=threads"], "config key 'rollout.backend' must be one of"),
         (["policy=3"], "policy must be a mapping"),
+        (["env_kwargs=3"], "config key 'env_kwargs' expects a mapping of names, got 3"),
+        (["env_kwargs={render_mode: human}"], "config key 'env_kwargs' must be gym.make's other"),
         (["nonsense"], "is not of the form key=value"),
     ],
 )
@@ -107,6 +109,25 @@ def test_cli_unknown_env_id_exits_2(tmp_path):
     proc = run_cli("train", "env_id=NoSuchEnv-v9", f"log_dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "NoSuchEnv-v9" in proc.stderr
+
+
+def test_env_kwargs_are_keyword_arguments_to_gym_make(tmp_path):
+    cfg = load_config(
+        None, ["env_id=Pendulum-v1", "env_kwargs.g=2.5", "env_kwargs.max_episode_steps=50"]
+    )
+    assert cfg.env_kwargs == {"g": 2.5, "max_episode_steps": 50}
+    overrides = ["total_steps=512", "eval.every=0", "eval.episodes=1", f"log_dir={tmp_path}"]
+    result = train(
+        load_config(None, [*overrides, "env_id=Pendulum-v1", "env_kwargs.g=2.5"]), quiet=True
+    )
+    env = load_agent(result.run_dir).make_env()  # the saved agent's env is the trained one
+    assert env.unwrapped.g == 2.5
+    with pytest.raises(
+        ConfigError, match="config key 'env_kwargs': cannot make 'Pendulum-v1' with"
+    ):
+        train(
+            load_config(None, [*overrides, "env_id=Pendulum-v1", "env_kwargs.gg=2.5"]), quiet=True
+        )
 
 
 def test_existing_run_directory_is_never_overwritten(tmp_path):

@@ -12,6 +12,7 @@ from trpo_ng.checkpoint import load_model
 from trpo_ng.config import load_config
 from trpo_ng.normalization import ObservationNormalizer
 from trpo_ng.rollout import evaluate
+from trpo_ng.saved_agent import load_agent
 from trpo_ng.trainer import EVAL_SEED_OFFSET, train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -60,6 +61,29 @@ def test_hopper_smoke_run_saves_and_restores_the_normaliser(tmp_path):
     # acting with the raw observations instead would be a different policy
     unnormalised = evaluate(agent, env, episodes=2, seed=cfg.seed + EVAL_SEED_OFFSET)
     assert np.mean(unnormalised) != pytest.approx(result.final_eval)
+
+
+@pytest.mark.parametrize("backend", ["sync", "process"])
+def test_env_kwargs_reach_every_env_of_a_run(tmp_path, backend):
+    # Ant-v5 without the 78 contact forces observes 27 numbers: an env made without the
+    # keyword arguments anywhere (a worker's, the evaluation's) would not fit the policy
+    pytest.importorskip("mujoco", reason="MuJoCo tasks need the mujoco extra")
+    overrides = [
+        "env_kwargs.include_cfrc_ext_in_observation=false",
+        "total_steps=512",
+        "rollout.steps_per_env=128",
+        f"rollout.backend={backend}",
+        "rollout.num_workers=2",
+        "value.epochs=1",
+        "eval.every=256",
+        "eval.episodes=1",
+        f"log_dir={tmp_path}",
+    ]
+    result = train(load_config(CONFIGS / "ant.yaml", overrides), quiet=True)
+    assert [step for step, _ in result.eval_history] == [256, 512]
+    saved = load_agent(result.run_dir)
+    assert saved.make_env().observation_space.shape == (27,)
+    assert saved.obs_normalizer.rms.mean.shape == (27,)
 
 
 def test_initial_log_std_comes_from_the_config():

@@ -127,6 +127,7 @@ class WrappersConfig:
 @dataclass
 class Config:
     env_id: str = "CartPole-v1"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # gym.make's keyword arguments
     agent: str = "trpo"
     seed: int = 0
     total_steps: int = 100_000
@@ -234,6 +235,10 @@ def _build(cls: type, raw: Any, *, prefix: str) -> Any:
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
     origin = typing.get_origin(kind)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"config key '{key}' expects a mapping of names, got {value!r}")
+        return value
     if origin is list:
         (item,) = typing.get_args(kind)
         if not isinstance(value, list):
@@ -266,6 +271,11 @@ def validate(cfg: Config) -> None:
     checks: list[tuple[str, bool, str]] = [
         ("agent", cfg.agent in AGENTS, f"one of {', '.join(AGENTS)}"),
         ("env_id", bool(cfg.env_id), "a Gymnasium environment id"),
+        (
+            "env_kwargs",
+            "render_mode" not in cfg.env_kwargs,
+            "gym.make's other keyword arguments (trpo-ng sets render_mode for videos)",
+        ),
         ("total_steps", cfg.total_steps > 0, "> 0"),
         ("gamma", 0 < cfg.gamma <= 1, "in (0, 1]"),
         ("gae_lambda", 0 <= cfg.gae_lambda <= 1, "in [0, 1]"),

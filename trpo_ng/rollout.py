@@ -518,6 +518,7 @@ def make_workers(
                 num_envs=per_worker,
                 backend=r.backend,
                 wrappers=wrappers,
+                env_kwargs=cfg.env_kwargs,
             ),
             num_workers=r.num_workers,
             lockstep=r.backend != "sync",
@@ -526,7 +527,12 @@ def make_workers(
         raise ValueError(f"the {r.backend} backend needs an agent_factory")
     # a worker with its own agent steps its envs where it runs
     own_envs = partial(
-        make_vector_env, cfg.env_id, num_envs=per_worker, backend="sync", wrappers=wrappers
+        make_vector_env,
+        cfg.env_id,
+        num_envs=per_worker,
+        backend="sync",
+        wrappers=wrappers,
+        env_kwargs=cfg.env_kwargs,
     )
     if r.backend == "process":
         from trpo_ng.process_workers import ProcessWorkers

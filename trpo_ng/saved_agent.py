@@ -93,14 +93,19 @@ def make_env(
     dependency or a wrapper that does not fit the env as a one-line ConfigError."""
     w = config.wrappers if config is not None else None
     wrappers = make_wrappers(atari=w.atari, frame_stack=w.frame_stack) if w else []
+    env_kwargs = config.env_kwargs if config is not None else {}
     try:
-        return make_wrapped_env(env_id, wrappers, render_mode=render_mode)
+        return make_wrapped_env(env_id, wrappers, render_mode=render_mode, **env_kwargs)
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(f"env {env_id!r} needs an optional dependency: {e}") from None
     except gym.error.Error as e:
         raise ConfigError(f"cannot make env {env_id!r}: {e}") from None
     except ValueError as e:  # e.g. wrappers.atari on an env with its own frame skip
         raise ConfigError(f"env {env_id!r}: {e}") from None
+    except TypeError as e:  # a keyword argument this env does not take
+        if not env_kwargs:
+            raise
+        raise ConfigError(f"cannot make env {env_id!r} with {env_kwargs}: {e}") from None
 
 
 def read_saved(path: str | Path) -> tuple[Path, dict[str, Any], Config, list[str]]:

@@ -23,11 +23,12 @@ import multiprocessing as mp
 import signal
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -387,14 +388,21 @@ def unsupported_observation_space(space: gym.Space) -> str:
 
 
 def make_vector_env(
-    env_id: str, *, num_envs: int, backend: str, wrappers: Sequence[EnvWrapper] = ()
+    env_id: str,
+    *,
+    num_envs: int,
+    backend: str,
+    wrappers: Sequence[EnvWrapper] = (),
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> VectorEnv:
-    """``backend``: "sync" (in this process) or "subprocess"; ``wrappers`` are applied to
-    each env, in order (``envs.wrappers.make_wrappers``)."""
+    """``backend``: "sync" (in this process) or "subprocess"; each env is
+    ``gym.make(env_id, **env_kwargs)`` with ``wrappers`` applied in order
+    (``envs.wrappers.make_wrappers``)."""
+    one_env = partial(make_env, env_id, wrappers, **(env_kwargs or {}))
     if backend == "sync":
-        return SerialVectorEnv(partial(make_env, env_id, wrappers), num_envs)
+        return SerialVectorEnv(one_env, num_envs)
     if backend == "subprocess":
-        return SubprocessVectorEnv(partial(make_env, env_id, wrappers), num_envs)
+        return SubprocessVectorEnv(one_env, num_envs)
     if backend == "hybrid":
-        return HybridVectorEnv(partial(make_env, env_id, wrappers), num_envs)
+        return HybridVectorEnv(one_env, num_envs)
     raise ValueError(f"unknown rollout backend {backend!r}")
