@@ -325,7 +325,7 @@ def train(
             agent: Agent = make_agent(cfg, eval_env.observation_space, eval_env.action_space)
         except ValueError as e:
             raise ConfigError(f"env {cfg.env_id!r}: {e}") from None
-        with _env_errors(cfg.env_id, cfg.env_kwargs):  # envs, processes or Ray actors
+        with _env_errors(cfg.env_id):  # envs, subprocesses or Ray actors (each its own agent)
             vec_env = make_workers(cfg, agent_factory=partial(make_agent, cfg))
         obs_norm, rew_scale = make_normalizers(cfg, vec_env)
         if checkpoint is not None:
