@@ -69,7 +69,7 @@ def step_difference(path: Path, dump: dict[str, np.ndarray], scale: float) -> fl
         "policy.damped_step_size": True,
     }
     cfg = load_config(path, [f"{k}={v}" for k, v in overrides.items()])
-    env = gym.make(cfg.env_id)
+    env = gym.make(cfg.env_id)  # the env sb3_first_update.py played: the id, not env_kwargs
     agent = make_agent(cfg, env.observation_space, env.action_space)
     env.close()
     names = sb3_names(len(cfg.network.hidden_sizes), gaussian="before/log_std" in dump)
