@@ -167,6 +167,7 @@ def run(
     return {
         "system": "sb3-contrib",
         "task": env_id,
+        "env_kwargs": env_kwargs or {},  # gym.make's: part of the task
         "config": hp.name,
         "seed": seed,
         "steps": int(model.num_timesteps),
