@@ -95,7 +95,13 @@ def make_env(env_id: str, wrappers: Sequence[EnvWrapper] = (), **kwargs: object)
     not know yet gets the ALE's envs registered first, in whichever process this runs."""
     if env_id not in gym.registry:
         register_atari_envs()
-    return wrap(gym.make(env_id, **kwargs), wrappers)
+    try:
+        env = gym.make(env_id, **kwargs)
+    except TypeError as e:  # a keyword argument this env does not take (a config's env_kwargs)
+        if not kwargs:
+            raise
+        raise ValueError(f"config key 'env_kwargs': cannot make it with {kwargs}: {e}") from None
+    return wrap(env, wrappers)
 
 
 def register_atari_envs() -> bool:

@@ -102,10 +102,6 @@ def make_env(
         raise ConfigError(f"cannot make env {env_id!r}: {e}") from None
     except ValueError as e:  # e.g. wrappers.atari on an env with its own frame skip
         raise ConfigError(f"env {env_id!r}: {e}") from None
-    except TypeError as e:  # a keyword argument this env does not take
-        if not env_kwargs:
-            raise
-        raise ConfigError(f"cannot make env {env_id!r} with {env_kwargs}: {e}") from None
 
 
 def read_saved(path: str | Path) -> tuple[Path, dict[str, Any], Config, list[str]]:

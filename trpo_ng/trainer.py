@@ -149,18 +149,12 @@ def make_run_dir(cfg: Config, config_name: str) -> Path:
 
 
 @contextmanager
-def _env_errors(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Iterator[None]:
-    """Gymnasium's errors for a bad env id or a missing extra, a keyword argument the env
-    does not take, and a ValueError (a space no rollout supports, a wrapper that does not fit
-    the env) become one-line config errors."""
+def _env_errors(env_id: str) -> Iterator[None]:
+    """Gymnasium's errors for a bad env id or a missing extra, and a ValueError (a space no
+    rollout supports, a wrapper that does not fit the env, a keyword argument it does not
+    take) become one-line config errors."""
     try:
         yield
-    except TypeError as e:
-        if not env_kwargs:
-            raise
-        raise ConfigError(
-            f"config key 'env_kwargs': cannot make {env_id!r} with {env_kwargs}: {e}"
-        ) from None
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(
             f"env {env_id!r} needs an optional dependency ({e}); for MuJoCo tasks: "
@@ -302,7 +296,7 @@ def train(
 
     if cfg.eval.video_every:  # evaluation videos are GIFs encoded with Pillow
         require("PIL", extra="video", purpose="eval.video_every")
-    with _env_errors(cfg.env_id, cfg.env_kwargs):  # the eval env sees what training envs see
+    with _env_errors(cfg.env_id):  # the eval env sees what the training envs see
         wrappers = make_wrappers(atari=cfg.wrappers.atari, frame_stack=cfg.wrappers.frame_stack)
         # one env per evaluation episode: they play at once (rollout.evaluate)
         eval_envs = [
