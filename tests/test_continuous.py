@@ -71,6 +71,7 @@ def test_env_kwargs_reach_every_env_of_a_run(tmp_path, backend):
     overrides = [
         "env_kwargs.include_cfrc_ext_in_observation=false",
         "total_steps=512",
+        "rollout.num_envs=2",
         "rollout.steps_per_env=128",
         f"rollout.backend={backend}",
         "rollout.num_workers=2",
