@@ -21,7 +21,7 @@ def make_agent(
     p = cfg.policy
     step_size: Hyper = p.lr if cfg.agent == "vpg" else p.max_kl  # VPG's lr or the step's KL
     if p.schedule != "constant":
-        step_size = make_schedule(p.schedule, step_size, total_updates=updates)
+        step_size = make_schedule(p.schedule, step_size, total_updates=updates, end=p.schedule_end)
     common = dict(
         hidden_sizes=cfg.network.hidden_sizes,
         value_hidden_sizes=cfg.network.value_hidden_sizes,

@@ -14,6 +14,25 @@ def test_linear_schedule_anneals_to_zero_and_constant_stays():
         make_schedule("cosine", 1.0, total_updates=1)
 
 
+def test_linear_schedule_can_end_above_zero():
+    lin = make_schedule("linear", 0.08, total_updates=10, end=0.25)
+    assert [lin(k) for k in (0, 5, 10, 20)] == pytest.approx([0.08, 0.05, 0.02, 0.02])
+    assert make_schedule("constant", 0.5, total_updates=10, end=0.25)(99) == 0.5
+    with pytest.raises(ValueError, match="end fraction"):
+        make_schedule("linear", 1.0, total_updates=1, end=1.5)
+
+
+def test_config_passes_the_schedule_end_to_the_step_size():
+    overrides = ["policy.schedule=linear", "policy.max_kl=0.02", "policy.schedule_end=0.5"]
+    cfg = load_config(None, [*overrides, "total_steps=20480"])  # ten updates of 4 x 512
+    env = gym.make(cfg.env_id)
+    updater = make_agent(cfg, env.observation_space, env.action_space).updater
+    updater.num_updates = 10
+    assert updater.hyper(updater.max_kl) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match=r"policy\.schedule_end"):
+        load_config(None, ["policy.schedule_end=-0.1"])
+
+
 def test_value_learning_rate_follows_the_configured_schedule():
     cfg = load_config(None, ["value.lr_schedule=linear", "value.lr=0.002", "total_steps=20480"])
     env = gym.make(cfg.env_id)

@@ -40,6 +40,7 @@ class PolicyConfig:
     fisher_subsample: int = 1  # use every k-th sample for the Fisher (TRPO paper, sec. 6)
     damped_step_size: bool = False  # size steps with F + damping I, as baselines/sb3 do
     schedule: str = "constant"  # constant | linear: max_kl (lr for VPG) annealed to 0 over the run
+    schedule_end: float = 0.0  # linear: the fraction of the start value the anneal ends at
     init_log_std: float = 0.0  # a Gaussian policy's initial log-std
     sde: bool = False  # gSDE: noise z(s) W from the last hidden layer (Raffin et al. 2021)
     sde_sample_freq: int = 4  # gSDE: steps between fresh noise matrices W
@@ -295,6 +296,7 @@ def validate(cfg: Config) -> None:
         ("value.minibatch_size", cfg.value.minibatch_size >= 1, ">= 1"),
         ("value.lr", cfg.value.lr > 0, "> 0"),
         ("policy.schedule", cfg.policy.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+        ("policy.schedule_end", 0 <= cfg.policy.schedule_end <= 1, "in [0, 1]"),
         ("policy.sde_sample_freq", cfg.policy.sde_sample_freq >= 1, ">= 1"),
         ("value.lr_schedule", cfg.value.lr_schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
         ("rollout.backend", cfg.rollout.backend in BACKENDS, f"one of {', '.join(BACKENDS)}"),
