@@ -26,7 +26,8 @@ def episode_terms(saved: SavedAgent, seed: int) -> tuple[float, dict[str, float]
     env = saved.make_env()
     try:
         obs, _ = env.reset(seed=seed)
-        ret, terms, done = 0.0, {}, False
+        ret, done = 0.0, False
+        terms: dict[str, float] = {}
         while not done:
             obs, reward, terminated, truncated, info = env.step(saved.act(obs))
             ret += float(reward)
