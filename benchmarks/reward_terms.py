@@ -14,41 +14,53 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from typing import Any
 
-from trpo_ng.saved_agent import SavedAgent, load_agent
+import gymnasium as gym
+
+from trpo_ng.rollout import play_episodes
+from trpo_ng.saved_agent import load_agent
 from trpo_ng.trainer import EVAL_SEED_OFFSET
 
 PREFIX = "reward_"
 
 
-def episode_terms(saved: SavedAgent, seed: int) -> tuple[float, dict[str, float]]:
-    """(return, summed reward terms) of one deterministic episode from env seed ``seed``."""
-    env = saved.make_env()
-    try:
-        obs, _ = env.reset(seed=seed)
-        ret, done = 0.0, False
-        terms: dict[str, float] = {}
-        while not done:
-            obs, reward, terminated, truncated, info = env.step(saved.act(obs))
-            ret += float(reward)
-            done = terminated or truncated
-            for key, value in info.items():
-                if key.startswith(PREFIX):
-                    name = key[len(PREFIX) :]
-                    terms[name] = terms.get(name, 0.0) + float(value)
-        return ret, terms
-    finally:
-        env.close()
+class TermSums(gym.Wrapper):
+    """Sums the ``info["reward_*"]`` terms over the current episode (``sums``, keyed by the
+    term's name without the prefix)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.sums: dict[str, float] = {}
+
+    def reset(self, **kwargs: Any) -> Any:
+        self.sums = {}
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        for key, value in info.items():
+            if key.startswith(PREFIX):
+                name = key[len(PREFIX) :]
+                self.sums[name] = self.sums.get(name, 0.0) + float(value)
+        return obs, reward, terminated, truncated, info
 
 
 def model_row(path: str) -> tuple[list[str], list[float]]:
-    """(term names, [mean return, mean of each term]) over the config's evaluation episodes."""
+    """(term names, [mean return, mean of each term]) over the config's evaluation episodes,
+    played as the trainer plays them (``play_episodes``, one env per episode)."""
     saved = load_agent(path)
     first = saved.config.seed + EVAL_SEED_OFFSET
-    played = [episode_terms(saved, first + i) for i in range(saved.config.eval.episodes)]
-    names = sorted({name for _, terms in played for name in terms})
-    means = [statistics.fmean(ret for ret, _ in played)]
-    means += [statistics.fmean(terms.get(name, 0.0) for _, terms in played) for name in names]
+    seeds = range(first, first + saved.config.eval.episodes)
+    envs = [TermSums(saved.make_env()) for _ in seeds]
+    try:
+        returns, _ = play_episodes(saved.act, envs, seeds)
+    finally:
+        for env in envs:
+            env.close()
+    names = sorted({name for env in envs for name in env.sums})
+    means = [statistics.fmean(returns)]
+    means += [statistics.fmean(env.sums.get(name, 0.0) for env in envs) for name in names]
     return names, means
 
 
