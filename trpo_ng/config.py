@@ -39,8 +39,8 @@ class PolicyConfig:
     fvp: str = "analytic"  # Fisher-vector products: analytic (J^T M J) | double_backprop
     fisher_subsample: int = 1  # use every k-th sample for the Fisher (TRPO paper, sec. 6)
     damped_step_size: bool = False  # size steps with F + damping I, as baselines/sb3 do
-    schedule: str = "constant"  # constant | linear: max_kl (lr for VPG) annealed to 0 over the run
-    schedule_end: float = 0.0  # linear: the fraction of the start value the anneal ends at
+    schedule: str = "constant"  # constant | linear | cosine: max_kl (VPG: lr) annealed to 0
+    schedule_end: float = 0.0  # linear, cosine: the fraction of the start value the anneal ends at
     init_log_std: float = 0.0  # a Gaussian policy's initial log-std
     sde: bool = False  # gSDE: noise z(s) W from the last hidden layer (Raffin et al. 2021)
     sde_sample_freq: int = 4  # gSDE: steps between fresh noise matrices W
@@ -53,7 +53,7 @@ class ValueConfig:
     epochs: int = 10
     minibatch_size: int = 128
     lr: float = 1e-3
-    lr_schedule: str = "constant"  # constant | linear (annealed to 0 over the run)
+    lr_schedule: str = "constant"  # constant | linear | cosine (annealed to 0 over the run)
     background: bool = False  # fit in a second process beside the policy step (same result)
 
 
