@@ -63,6 +63,23 @@ def test_hopper_smoke_run_saves_and_restores_the_normaliser(tmp_path):
     assert np.mean(unnormalised) != pytest.approx(result.final_eval)
 
 
+def test_observation_statistics_stop_at_normalize_freeze_observations_after(tmp_path):
+    overrides = [
+        "total_steps=512",
+        "rollout.num_envs=2",
+        "rollout.steps_per_env=64",
+        "normalize.observations=true",
+        "normalize.freeze_observations_after=300",  # two batches of 128 fit, the third not
+        "eval.every=0",
+        "eval.episodes=1",
+        f"log_dir={tmp_path}",
+    ]
+    cfg = load_config(CONFIGS / "pendulum.yaml", overrides)
+    result = train(cfg, config_name="pendulum", quiet=True)
+    state, _ = load_model(result.run_dir / "model.safetensors")
+    assert state["obs_normalizer"]["count"].item() == 256
+
+
 @pytest.mark.parametrize("backend", ["sync", "process"])
 def test_env_kwargs_reach_every_env_of_a_run(tmp_path, backend):
     # Ant-v5 without the 78 contact forces observes 27 numbers: an env made without the

@@ -40,6 +40,23 @@ def test_normaliser_state_round_trip_and_shape_check():
         ObservationNormalizer((2,)).load_state_dict(norm.state_dict())
 
 
+def test_observation_normaliser_freezes_after_its_budget_of_observations():
+    data = np.random.default_rng(2).normal(size=(500, 3))
+    norm = ObservationNormalizer((3,), freeze_after=250)
+    for batch in np.split(data, 5):  # batches of 100: the third would take it past 250
+        norm.update(batch)
+    assert norm.rms.count == 200
+    np.testing.assert_allclose(norm.rms.mean, data[:200].mean(0), rtol=1e-12)
+    resumed = ObservationNormalizer((3,), freeze_after=250)
+    resumed.load_state_dict(norm.state_dict())  # the count travels with the state: still frozen
+    resumed.update(data[:100])
+    assert resumed.rms.count == 200
+    unfrozen = ObservationNormalizer((3,))
+    for batch in np.split(data, 5):
+        unfrozen.update(batch)
+    assert unfrozen.rms.count == 500
+
+
 def test_reward_scaler_divides_by_the_discounted_return_std():
     scaler = RewardScaler(2, gamma=0.5, clip=1e9)
     rew = np.array([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]])

@@ -96,6 +96,7 @@ class NormalizeConfig:
     rewards: bool = False  # scale by the running std of the discounted return
     clip_observations: float = 10.0
     clip_rewards: float = 10.0
+    freeze_observations_after: int = 0  # env steps of statistics, then fixed; 0: never
 
 
 @dataclass
@@ -311,6 +312,11 @@ def validate(cfg: Config) -> None:
         ("eval.video_every", cfg.eval.video_every >= 0, ">= 0"),
         ("normalize.clip_observations", cfg.normalize.clip_observations > 0, "> 0"),
         ("normalize.clip_rewards", cfg.normalize.clip_rewards > 0, "> 0"),
+        (
+            "normalize.freeze_observations_after",
+            cfg.normalize.freeze_observations_after >= 0,
+            ">= 0 (0: never)",
+        ),
         ("network.hidden_sizes", all(h >= 1 for h in cfg.network.hidden_sizes), "sizes >= 1"),
         (
             "network.value_hidden_sizes",

@@ -59,12 +59,21 @@ class ObservationNormalizer:
     """obs -> clip((obs - mean) / sqrt(var + eps), -clip, clip), statistics from training data.
 
     As in OpenAI baselines' VecNormalize (eps 1e-8, clip 10). ``update`` merges a batch of raw
-    observations; ``normalize`` never changes the statistics.
+    observations; ``normalize`` never changes the statistics. With ``freeze_after`` > 0 the
+    statistics stop at that many observations: a batch that would take them past it is not
+    merged, as VecNormalize with ``training = False`` from then on (0: never frozen).
     """
 
-    def __init__(self, shape: tuple[int, ...], *, clip: float = 10.0, eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        *,
+        clip: float = 10.0,
+        eps: float = 1e-8,
+        freeze_after: int = 0,
+    ) -> None:
         self.rms = RunningMeanStd(shape)
-        self.clip, self.eps = clip, eps
+        self.clip, self.eps, self.freeze_after = clip, eps, freeze_after
         self._refresh()
 
     def _refresh(self) -> None:
@@ -72,6 +81,8 @@ class ObservationNormalizer:
         self._inv_std = (1.0 / np.sqrt(self.rms.var + self.eps)).astype(np.float32)
 
     def update(self, obs_BD: np.ndarray) -> None:
+        if self.freeze_after and self.rms.count + obs_BD.shape[0] > self.freeze_after:
+            return
         self.rms.update(obs_BD)
         self._refresh()
 

@@ -176,7 +176,11 @@ def make_normalizers(
 ) -> tuple[ObservationNormalizer | None, RewardScaler | None]:
     n = cfg.normalize
     obs_norm = (
-        ObservationNormalizer(vec_env.single_observation_space.shape, clip=n.clip_observations)
+        ObservationNormalizer(
+            vec_env.single_observation_space.shape,
+            clip=n.clip_observations,
+            freeze_after=n.freeze_observations_after,
+        )
         if n.observations
         else None
     )
