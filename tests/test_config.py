@@ -69,6 +69,14 @@ def test_the_value_network_takes_its_own_sizes_or_the_policys(tmp_path):
         (["env_kwargs=3"], "config key 'env_kwargs' expects a mapping of names, got 3"),
         (["env_kwargs={render_mode: human}"], "config key 'env_kwargs' must be gym.make's other"),
         (["nonsense"], "is not of the form key=value"),
+        (
+            [
+                "rollout.num_envs=2",
+                "rollout.steps_per_env=64",
+                "normalize.freeze_observations_after=100",
+            ],
+            "'normalize.freeze_observations_after' must be >= one batch (128 env steps) or 0",
+        ),
     ],
 )
 def test_bad_values_are_one_clear_error(overrides, message):

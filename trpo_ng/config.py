@@ -270,6 +270,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
 
 def validate(cfg: Config) -> None:
     """Range and choice checks; raises ConfigError naming the key."""
+    batch = cfg.rollout.num_envs * cfg.rollout.steps_per_env
     checks: list[tuple[str, bool, str]] = [
         ("agent", cfg.agent in AGENTS, f"one of {', '.join(AGENTS)}"),
         ("env_id", bool(cfg.env_id), "a Gymnasium environment id"),
@@ -314,8 +315,9 @@ def validate(cfg: Config) -> None:
         ("normalize.clip_rewards", cfg.normalize.clip_rewards > 0, "> 0"),
         (
             "normalize.freeze_observations_after",
-            cfg.normalize.freeze_observations_after >= 0,
-            ">= 0 (0: never)",
+            cfg.normalize.freeze_observations_after == 0
+            or cfg.normalize.freeze_observations_after >= batch,
+            f">= one batch ({batch} env steps) or 0 (never)",
         ),
         ("network.hidden_sizes", all(h >= 1 for h in cfg.network.hidden_sizes), "sizes >= 1"),
         (
