@@ -79,6 +79,11 @@ class RolloutConfig:
     ray_address: str = ""  # "": start Ray on this machine; "auto" or host:port: join a cluster
     worker_cpus: float = 1.0  # CPUs Ray reserves for each worker
 
+    @property
+    def batch_steps(self) -> int:
+        """Env steps in one batch: ``num_envs`` x ``steps_per_env``."""
+        return self.num_envs * self.steps_per_env
+
 
 @dataclass
 class EvalConfig:
@@ -270,7 +275,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
 
 def validate(cfg: Config) -> None:
     """Range and choice checks; raises ConfigError naming the key."""
-    batch = cfg.rollout.num_envs * cfg.rollout.steps_per_env
+    batch = cfg.rollout.batch_steps
     checks: list[tuple[str, bool, str]] = [
         ("agent", cfg.agent in AGENTS, f"one of {', '.join(AGENTS)}"),
         ("env_id", bool(cfg.env_id), "a Gymnasium environment id"),

@@ -426,7 +426,7 @@ def train(
     if checkpoint is None:
         logger.text("config", "```yaml\n" + dump_config(cfg) + "```")
         logger.layout()
-    batch_steps = cfg.rollout.num_envs * cfg.rollout.steps_per_env
+    batch_steps = cfg.rollout.batch_steps
     iterations = max(1, cfg.total_steps // batch_steps)  # never past the budget
     stopped_by: int | None = None
     start, start_steps = time.perf_counter(), progress.steps
